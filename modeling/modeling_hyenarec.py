@@ -121,6 +121,11 @@ def causal_depthwise_conv(u: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _kernel_dtype(parameter: torch.Tensor) -> torch.dtype:
+    """Kernels are computed in float32 at least (float64 when the model is float64), never in half precision."""
+    return torch.float64 if parameter.dtype == torch.float64 else torch.float32
+
+
 def _decay_rates(config: HyenaRecConfig, channels: int) -> torch.Tensor:
     """Per-channel decay rates in normalised time t in [0, 1]: channel d falls to `decay_target` between
     `decay_fast_pct` and `decay_slow_pct` of l_max (Hyena's ExponentialModulation defaults)."""
@@ -171,10 +176,12 @@ class LegendreKernel(nn.Module):
 
     def forward(self, length: int) -> torch.Tensor:
         """Kernel of shape `(channels, length)` in float32 (the first `length` lags of the l_max grid)."""
+        dtype = _kernel_dtype(self.coefficients)
         with torch.autocast(device_type=self.basis.device.type, enabled=False):
-            basis = self.basis[:, :length]
-            envelope = torch.exp(-F.softplus(self.decay.float())[:, None] * self.positions[None, :length])
-            return (self.coefficients.float() @ basis) * envelope
+            basis = self.basis[:, :length].to(dtype)
+            rates = F.softplus(self.decay.to(dtype))
+            envelope = torch.exp(-rates[:, None] * self.positions[None, :length].to(dtype))
+            return (self.coefficients.to(dtype) @ basis) * envelope
 
 
 class ImplicitKernel(nn.Module):
@@ -217,12 +224,13 @@ class ImplicitKernel(nn.Module):
         init.ones_(self.frequency)
 
     def forward(self, length: int) -> torch.Tensor:
+        dtype = _kernel_dtype(self.frequency)
         with torch.autocast(device_type=self.features.device.type, enabled=False):
-            h = self.features[:length]
+            h = self.features[:length].to(dtype)
             for layer in self.mlp:
-                h = torch.sin(self.frequency * layer(h))
-            kernel = self.output(h).transpose(0, 1)  # (channels, length)
-            envelope = torch.exp(-self.decay_rates[:, None] * self.positions[None, :length])
+                h = torch.sin(self.frequency.to(dtype) * F.linear(h, layer.weight.to(dtype), layer.bias.to(dtype)))
+            kernel = F.linear(h, self.output.weight.to(dtype)).transpose(0, 1)  # (channels, length)
+            envelope = torch.exp(-self.decay_rates[:, None].to(dtype) * self.positions[None, :length].to(dtype))
             return kernel * envelope
 
 
@@ -304,7 +312,9 @@ class HyenaRecMixer(nn.Module):
         d = self.hidden_size
         length = hidden_states.shape[1]
         # One layout switch to (batch, channels, seq_len) for the convolutions, one back before out_proj.
-        streams = self.in_proj(hidden_states).transpose(1, 2) * mask
+        streams = self.in_proj(hidden_states).transpose(1, 2)
+        mask = mask.to(streams.dtype)
+        streams = streams * mask
         conv_in, gate_b = streams[:, : self.num_conv_streams * d], streams[:, self.num_conv_streams * d :]
         conv_out = causal_depthwise_conv(conv_in, self.short_conv_weight, self.short_conv_bias) * mask
         y = None
