@@ -10,12 +10,12 @@ import warnings
 
 import pytest
 import torch
+from hyenarec_hf.modeling import modeling_hyenarec as mh
+from hyenarec_hf.modeling.modeling_hyenarec import LegendreKernel, causal_conv, legendre_basis
 from transformers import AutoConfig, AutoModel
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
 from hyenarec_hf import HyenaRecConfig, HyenaRecForNextItemPrediction, HyenaRecModel
-from hyenarec_hf.modeling import modeling_hyenarec as mh
-from hyenarec_hf.modeling.modeling_hyenarec import LegendreKernel, causal_conv, legendre_basis
 
 
 def tiny_config(**overrides) -> HyenaRecConfig:
