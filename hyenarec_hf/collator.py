@@ -92,6 +92,8 @@ class NextItemCollator:
             - `"eval"`: each row is `{"input_ids": list[int], "target": int, "index": int}` where `input_ids` is
               the whole history before the target and `index` the row's position in the eval dataset (add it with
               [`add_eval_index`]). The last `max_length` items are the model input.
+            - `"auto"`: `"eval"` for rows that carry a `target`, `"train"` otherwise (one collator for the Trainer,
+              which uses the same `data_collator` for training and evaluation batches).
         pad_token_id (`int`, defaults to 0): the id used to pad `input_ids`.
 
     Returns (train): `input_ids`, `attention_mask`, `labels`, each `(batch, longest)`, `labels` padded with -100.
@@ -109,15 +111,18 @@ class NextItemCollator:
     pad_token_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("train", "eval"):
-            raise ValueError(f"mode must be 'train' or 'eval', got {self.mode!r}.")
+        if self.mode not in ("train", "eval", "auto"):
+            raise ValueError(f"mode must be 'train', 'eval' or 'auto', got {self.mode!r}.")
         if self.max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}.")
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor | int]:
         if len(features) == 0:
             raise ValueError("NextItemCollator got an empty batch.")
-        if self.mode == "train":
+        mode = self.mode
+        if mode == "auto":
+            mode = "eval" if "target" in features[0] else "train"
+        if mode == "train":
             return self._train_batch(features)
         return self._eval_batch(features)
 

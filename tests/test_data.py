@@ -383,9 +383,9 @@ def check_leave_one_out(interactions: Interactions, splits, vocab: ItemVocab) ->
     """Targets are the last two items; train input_ids are exactly items[:-2] (never a held-out target)."""
     by_user = {u: vocab.encode(s) for u, s in zip(interactions.users, interactions.sequences)}
     evaluated = [u for u, s in by_user.items() if len(s) >= 3]
-    train = dict(zip(splits["train"]["user"], splits["train"]["input_ids"]))
+    train = dict(zip(*splits["train"][:].values()))
     for name, cut in (("validation", -2), ("test", -1)):
-        split = splits[name]
+        split = splits[name][:]
         assert split["user"] == evaluated
         for user, input_ids, target in zip(split["user"], split["input_ids"], split["target"]):
             items = by_user[user]
