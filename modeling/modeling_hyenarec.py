@@ -22,6 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, logging
 
 from .configuration_hyenarec import HyenaRecConfig
+from .next_item import NextItemMixin, NextItemPredictionOutput, mask_padding_item, next_item_cross_entropy
 
 logger = logging.get_logger(__name__)
 
@@ -378,22 +379,7 @@ class HyenaRecModelOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
 
 
-@dataclass
-class NextItemPredictionOutput(ModelOutput):
-    """Next-item prediction output.
-
-    Args:
-        loss: scalar cross-entropy, when `labels` are given.
-        logits: `(batch, kept_positions, num_items + 1)` item scores; column 0 (padding) is the dtype's minimum.
-        hidden_states: as in `HyenaRecModelOutput`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-
-
-class HyenaRecPreTrainedModel(PreTrainedModel):
+class HyenaRecPreTrainedModel(NextItemMixin, PreTrainedModel):
     config_class = HyenaRecConfig
     config: HyenaRecConfig
     base_model_prefix = "model"
@@ -448,20 +434,6 @@ class HyenaRecPreTrainedModel(PreTrainedModel):
             if isinstance(module, LongConvKernel):
                 module._cache = None
 
-    def _validate_input_ids(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids must be (batch, seq_len) item indices, got shape {tuple(input_ids.shape)}; "
-                "wrap a single history as [history]."
-            )
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) > self.config.num_items):
-            bad = input_ids[(input_ids < 0) | (input_ids > self.config.num_items)]
-            raise ValueError(
-                f"item index {int(bad[0])} is outside the model's vocabulary (1..{self.config.num_items}, 0 = padding); "
-                "map raw ids through the saved vocabulary (config.item_ids / model.recommend) or grow the vocabulary "
-                "and fine-tune."
-            )
-
 
 class HyenaRecModel(HyenaRecPreTrainedModel):
     """The HyenaRec backbone: item embeddings -> blocks -> final layer norm, `(batch, seq_len, hidden)` out."""
@@ -500,11 +472,6 @@ class HyenaRecModel(HyenaRecPreTrainedModel):
         """
         self._validate_input_ids(input_ids)
         length = input_ids.shape[1]
-        if length > self.config.max_position_embeddings:
-            raise ValueError(
-                f"history length {length} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
-                f"keep the most recent items, input_ids[:, -{self.config.max_position_embeddings}:]."
-            )
         if attention_mask is None:
             attention_mask = input_ids.ne(self.config.pad_token_id)
         mask = attention_mask.to(self.item_embeddings.weight.dtype)
@@ -524,20 +491,6 @@ class HyenaRecModel(HyenaRecPreTrainedModel):
         if not (return_dict if return_dict is not None else self.config.return_dict):
             return tuple(v for v in (hidden, all_hidden) if v is not None)
         return HyenaRecModelOutput(last_hidden_state=hidden, hidden_states=all_hidden)
-
-
-def next_item_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
-) -> torch.Tensor:
-    """Full-softmax cross-entropy of `logits` `(..., num_items+1)` against `labels` `(...)`, -100 ignored.
-
-    Mean over counted positions, or their sum divided by `num_items_in_batch` (gradient accumulation)."""
-    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
-    flat_labels = labels.reshape(-1).to(flat_logits.device)
-    if num_items_in_batch is None:
-        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
-    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
-    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
 
 
 class HyenaRecForNextItemPrediction(HyenaRecPreTrainedModel):
@@ -588,12 +541,7 @@ class HyenaRecForNextItemPrediction(HyenaRecPreTrainedModel):
                     f"labels have shape {tuple(labels.shape)} but the model scores {tuple(hidden.shape[:2])} "
                     "positions; give one next item per scored position (-100 to ignore)."
                 )
-            valid = labels[labels != -100]
-            if valid.numel() and (int(valid.min()) < 1 or int(valid.max()) > self.config.num_items):
-                raise ValueError(
-                    f"label {int(valid[(valid < 1) | (valid > self.config.num_items)][0])} is not an item index "
-                    f"(1..{self.config.num_items}); use -100 for positions without a target."
-                )
+            self._validate_labels(labels)
         if labels is not None and self.config.loss_type == "sampled_ce" and self.training:
             loss = self._sampled_loss(hidden, labels, num_items_in_batch)
             logits = None
@@ -607,10 +555,7 @@ class HyenaRecForNextItemPrediction(HyenaRecPreTrainedModel):
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
         """Item scores `(..., num_items + 1)` from hidden states `(..., hidden)`; the padding item never scores."""
-        logits = hidden @ self.model.item_embeddings.weight.transpose(0, 1).to(hidden.dtype)
-        return logits.index_fill(
-            -1, torch.zeros(1, dtype=torch.long, device=logits.device), torch.finfo(logits.dtype).min
-        )
+        return mask_padding_item(hidden @ self.model.item_embeddings.weight.transpose(0, 1).to(hidden.dtype))
 
     def _sampled_loss(self, hidden, labels, num_items_in_batch):
         """Cross-entropy over the target and `num_negatives` uniform negatives shared by the batch; a negative equal
@@ -643,5 +588,4 @@ __all__ = [
     "legendre_basis",
     "causal_conv",
     "toeplitz_matrix",
-    "next_item_cross_entropy",
 ]

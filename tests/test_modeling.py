@@ -313,7 +313,12 @@ def test_config_rejects_disabling_both_branches_and_bad_vocabulary():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(use_long_branch=False), dict(use_short_branch=False), dict(branch_fusion="gate"), dict(filter_type="implicit")],
+    [
+        dict(use_long_branch=False),
+        dict(use_short_branch=False),
+        dict(branch_fusion="gate"),
+        dict(filter_type="implicit"),
+    ],
 )
 def test_ablation_variants_run_and_learn(overrides):
     model = tiny_model(**overrides).train()
