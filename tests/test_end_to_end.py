@@ -83,9 +83,9 @@ def test_loss_falls_and_model_beats_most_popular(trained):
     results = json.loads((trained / "results.json").read_text())
     losses = [h["loss"] for h in results["log_history"] if "loss" in h]
     assert len(losses) >= 3 and losses[-1] < losses[0] - 0.5
-    splits, _ = build_splits(load_interactions(ML1M))
+    splits, vocab = build_splits(load_interactions(ML1M))
     splits = DatasetDict({k: v.select(range(800)) for k, v in splits.items()})
-    popular = MostPopular().fit(splits["train"]).evaluate(splits["test"])
+    popular = MostPopular(num_items=len(vocab)).fit(splits["train"]).evaluate(splits["test"])
     assert results["test"]["num_users"] == 800
     assert results["test"]["ndcg@10_full"] > popular["ndcg@10_full"]
     assert results["test"]["hr@10_full"] > popular["hr@10_full"]
