@@ -84,6 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.model not in MODEL_REGISTRY:
         raise SystemExit(f"--model must be one of {sorted(MODEL_REGISTRY)}")
+    resume = _resume_arg(args)  # before reading the data: a wrong output folder fails at once
     interactions, source = _load_interactions(args)
     splits, vocab = build_splits(interactions)
     if args.max_users:
@@ -101,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_stride=args.train_stride or None,
         num_sampled=args.num_sampled,
         max_train_minutes=args.max_train_minutes,
+        save_steps=args.save_steps,
     )
     results = train_and_evaluate(
         splits,
@@ -110,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_type=args.model,
         model_kwargs=_key_values(args.set),
         data_info=dataset_summary(splits, vocab, source),
-        resume_from_checkpoint=_resume_arg(args),
+        resume_from_checkpoint=resume,
     )
     print_table(
         {"validation (best epoch)": results["validation_best"], "test": results["test"]},
@@ -120,24 +122,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resume_arg(args: argparse.Namespace):
-    if not args.resume:
-        return None
+def _resume_arg(args: argparse.Namespace) -> str | None:
+    from .checkpoint import last_complete_checkpoint
+
     checkpoints = Path(args.output_dir) / "checkpoints"
-    if not checkpoints.is_dir() or not any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir()):
-        raise SystemExit(f"--resume: no checkpoint under {checkpoints}; start without --resume")
-    return True
+    if not args.resume:
+        # The Trainer picks and rotates checkpoints by step number: an earlier run's would mix with this run's.
+        if checkpoints.is_dir() and any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir()):
+            raise SystemExit(
+                f"{checkpoints} holds checkpoints of an earlier run: pass --resume to continue it, or use another "
+                "--output-dir (or delete that folder) to start over"
+            )
+        return None
+    # A process killed while saving leaves a partial checkpoint-N: it is set aside and the previous one used.
+    last = last_complete_checkpoint(checkpoints, set_aside_incomplete=True)
+    if last is None:
+        raise SystemExit(f"--resume: no complete checkpoint under {checkpoints}; start without --resume")
+    logger.warning("resuming from %s", last)
+    return str(last)
 
 
 # ------------------------------------------------------------------------------------------------------- evaluate
 def _load_model(model_dir: str):
-    from transformers import AutoModel
+    from .checkpoint import load_model
 
-    import hyenarec_hf  # noqa: F401  (registers the Auto classes)
-
-    if not Path(model_dir, "config.json").is_file():
-        raise SystemExit(f"{model_dir} has no config.json: is it a folder written by `hyenarec train`?")
-    return AutoModel.from_pretrained(model_dir).eval()
+    # checks config.json, the safetensors file and the loaded weights; errors name the file and the fix
+    return load_model(model_dir)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -190,6 +200,41 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------- finetune
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune
+    from .training import TrainSettings
+
+    model = _load_model(args.model_dir)
+    interactions, source = _load_interactions(args)
+    settings = TrainSettings(
+        max_length=args.max_length or model.config.max_position_embeddings,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        num_sampled=args.num_sampled,
+        max_train_minutes=args.max_train_minutes,
+    )
+    results = finetune(
+        model,
+        interactions,
+        args.output_dir,
+        settings,
+        add_new_items=not args.no_new_items,
+        max_users=args.max_users or None,
+    )
+    print_table(
+        {"validation (best epoch)": results["validation_best"], "test": results["test"]},
+        f"{args.model_dir} fine-tuned on {source}: {results['data']['new_items']} new items, "
+        f"{results['epochs_run']:.0f} epochs, {results['train_seconds'] / 60:.1f} min",
+    )
+    print(f"Hub-ready folder: {args.output_dir} ({model.config.num_items:,} items)")
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------------------- push
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_folder
@@ -231,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-stride", type=int, default=0, help="cut long train histories into windows (0 = off)")
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
     p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this")
+    p.add_argument(
+        "--save-steps",
+        type=int,
+        default=None,
+        help="evaluate and checkpoint every N steps instead of every epoch (an interrupted run loses at most N "
+        "steps; --patience then counts these evaluations)",
+    )
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (quick demos)")
     p.add_argument("--resume", action="store_true", help="resume from the last checkpoint in OUTPUT_DIR/checkpoints")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config field, repeatable")
@@ -265,6 +317,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser(
+        "finetune",
+        help="continue training a saved model on new interactions (new items included)",
+        description="Load MODEL_DIR, add the data's new items to its vocabulary (learned item embeddings are kept), "
+        "continue training on the leave-one-out split of the data with early stopping, and write a Hub-ready "
+        "OUTPUT_DIR. Example: hyenarec finetune runs/ml1m --data-file new_events.txt --output-dir runs/ml1m-ft",
+    )
+    p.add_argument("model_dir")
+    _add_data_args(p)
+    p.add_argument("--output-dir", required=True, help="folder for the fine-tuned model and its results")
+    p.add_argument("--max-length", type=int, default=0, help="longest history read (default: the model's)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping usually ends sooner)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-4, help="learning rate (AdamW); lower than for training")
+    p.add_argument("--patience", type=int, default=3, help="epochs without validation NDCG@10 gain before stopping")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
+    p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this")
+    p.add_argument("--max-users", type=int, default=0, help="use only the first N users (quick runs)")
+    p.add_argument(
+        "--no-new-items", action="store_true", help="drop interactions with unknown items instead of adding them"
+    )
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser(
         "push",
         help="upload a trained folder to the Hugging Face Hub",
         description="Upload MODEL_DIR (weights, config with auto_map, code, results, plot, model card) to REPO_ID.",
@@ -285,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, FileNotFoundError, OSError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -21,12 +21,29 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import EarlyStoppingCallback, PreTrainedModel, Trainer, TrainingArguments, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
-from .collator import NextItemCollator, add_eval_index
+from .collator import add_eval_index
 from .data import ItemVocab, window_sequences
+from .masking import collator_for
 from .metrics import next_item_loss, trainer_metric_fns
-from .modeling import HyenaRecConfig, HyenaRecForNextItemPrediction
+from .modeling import (
+    BERT4RecConfig,
+    BERT4RecForNextItemPrediction,
+    GRU4RecConfig,
+    GRU4RecForNextItemPrediction,
+    HyenaRecConfig,
+    HyenaRecForNextItemPrediction,
+    SASRecConfig,
+    SASRecForNextItemPrediction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +52,9 @@ HEADLINE_METRIC = "ndcg@10_full"
 # name -> (config class, model class); the baselines register themselves here too.
 MODEL_REGISTRY: dict[str, tuple[type, type]] = {
     "hyenarec": (HyenaRecConfig, HyenaRecForNextItemPrediction),
+    "sasrec": (SASRecConfig, SASRecForNextItemPrediction),
+    "bert4rec": (BERT4RecConfig, BERT4RecForNextItemPrediction),
+    "gru4rec": (GRU4RecConfig, GRU4RecForNextItemPrediction),
 }
 
 
@@ -71,7 +91,108 @@ class TrainSettings:
     logging_steps: int = 25
     eval_on_start: bool = False
     dataloader_num_workers: int = 0
+    # None: evaluate and checkpoint once per epoch; N: every N optimizer steps (so an interrupted run loses at most
+    # N steps). Early stopping's `patience` then counts these evaluations.
+    save_steps: int | None = None
     extra_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise ValueError(f"TrainSettings.{name}={value!r} is not allowed: {name} must be {allowed}.")
+
+        def is_int(value: Any, minimum: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+        def is_number(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+        for name in ("max_length", "batch_size", "eval_batch_size", "patience", "logging_steps"):
+            need(is_int(getattr(self, name), 1), name, "an int >= 1")
+        need(is_int(self.seed, 0), "seed", "an int >= 0")
+        need(is_number(self.epochs) and self.epochs > 0, "epochs", "a number > 0")
+        need(is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a finite number > 0")
+        need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a finite number >= 0")
+        need(is_number(self.warmup_steps) and self.warmup_steps >= 0, "warmup_steps", "an int >= 0 or a ratio < 1")
+        need(is_int(self.num_sampled, 0), "num_sampled", "an int >= 0 (0 = no sampled metrics)")
+        need(self.save_steps is None or is_int(self.save_steps, 1), "save_steps", "None (per epoch) or an int >= 1")
+        need(
+            self.train_stride is None or (is_int(self.train_stride, 1) and self.train_stride <= self.max_length),
+            "train_stride",
+            f"None or an int between 1 and max_length ({self.max_length})",
+        )
+        need(
+            self.max_train_minutes is None or (is_number(self.max_train_minutes) and self.max_train_minutes > 0),
+            "max_train_minutes",
+            "None or a number > 0",
+        )
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss, or weights that are no longer finite."""
+
+
+class NonFiniteLossGuard(TrainerCallback):
+    """Stops training at the first NaN or infinite training loss and never lets a checkpoint hold non-finite weights.
+
+    The Trainer alone would carry on: its `logging_nan_inf_filter` hides non-finite losses from the logs and the next
+    optimizer step spreads them to the weights. The guard wraps the loss (`compute_loss_func=guard.compute_loss`)
+    and raises [`NonFiniteLossError`] before that step; as a callback it also checks the weights just before each
+    save. Checkpoints written earlier stay as they were, so the last one on disk is good.
+    """
+
+    def __init__(self, loss_fn: Callable[..., torch.Tensor]):
+        self.loss_fn = loss_fn
+        self.args: TrainingArguments | None = None
+        self.state = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.args, self.state = args, state
+
+    def compute_loss(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
+        loss = self.loss_fn(outputs, labels, num_items_in_batch=num_items_in_batch)
+        # Evaluation runs without grad: a non-finite eval loss is left to the metrics.
+        if torch.is_grad_enabled() and not bool(torch.isfinite(loss.detach()).all()):
+            step = self.state.global_step + 1 if self.state is not None else "?"
+            raise NonFiniteLossError(
+                self._message(f"the training loss is {loss.detach().float().item()} at step {step}")
+            )
+        return loss
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save:
+            self._check_weights(model, state)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save:
+            self._check_weights(model, state)
+
+    def _check_weights(self, model: torch.nn.Module | None, state) -> None:
+        if model is None:
+            return
+        bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())]
+        if bad:
+            raise NonFiniteLossError(
+                self._message(
+                    f"{len(bad)} weight tensor(s) are no longer finite after step {state.global_step} (first: {bad[0]}); "
+                    "this step was not checkpointed"
+                )
+            )
+
+    def _message(self, what: str) -> str:
+        from .checkpoint import last_complete_checkpoint
+
+        args = self.args
+        epoch = f" (epoch {self.state.epoch:.2f})" if self.state is not None and self.state.epoch is not None else ""
+        fix = (
+            f"lower the learning rate (now {args.learning_rate:g}) or add warmup" if args else "lower the learning rate"
+        )
+        if args is not None and args.bf16:
+            fix += ", or train without bf16 (it can overflow)"
+        last = last_complete_checkpoint(args.output_dir) if args is not None else None
+        kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been saved yet"
+        return f"{what}{epoch}: training stopped. The run diverged: {fix}, and train again; {kept}."
 
 
 class TimeBudgetCallback:
@@ -126,7 +247,8 @@ def build_trainer(
     prepared = prepare_splits(splits, settings)
     preprocess, compute_metrics = trainer_metric_fns(num_sampled=settings.num_sampled, seed=settings.seed)
     args = _training_arguments(output_dir, settings)
-    all_callbacks = [EarlyStoppingCallback(early_stopping_patience=settings.patience)]
+    guard = NonFiniteLossGuard(next_item_loss)
+    all_callbacks = [EarlyStoppingCallback(early_stopping_patience=settings.patience), guard]
     if settings.max_train_minutes:
         all_callbacks.append(TimeBudgetCallback(settings.max_train_minutes).callback)
     all_callbacks.extend(callbacks or [])
@@ -135,8 +257,9 @@ def build_trainer(
         args=args,
         train_dataset=prepared["train"],
         eval_dataset=prepared.get("validation"),
-        data_collator=NextItemCollator(max_length=settings.max_length, mode="auto"),
-        compute_loss_func=next_item_loss,
+        # one collator for train and eval rows: next-item batches, or masked-item batches for BERT4Rec
+        data_collator=collator_for(model.config, settings.max_length),
+        compute_loss_func=guard.compute_loss,
         preprocess_logits_for_metrics=preprocess,
         compute_metrics=compute_metrics,
         callbacks=all_callbacks,
@@ -144,6 +267,13 @@ def build_trainer(
 
 
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:
+    # load_best_model_at_end needs evaluations and saves on one schedule: every epoch, or every `save_steps` steps.
+    if settings.save_steps:
+        schedule: dict[str, Any] = dict(
+            eval_strategy="steps", eval_steps=settings.save_steps, save_strategy="steps", save_steps=settings.save_steps
+        )
+    else:
+        schedule = dict(eval_strategy="epoch", save_strategy="epoch")
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,
@@ -153,8 +283,7 @@ def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) 
         weight_decay=settings.weight_decay,
         warmup_steps=settings.warmup_steps,
         lr_scheduler_type=settings.lr_scheduler_type,
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        **schedule,
         logging_strategy="steps",
         logging_steps=settings.logging_steps,
         save_total_limit=2,
@@ -243,9 +372,12 @@ def train_and_evaluate(
         },
         "log_history": trainer.state.log_history,
     }
-    save_final_folder(trainer.model, results, output_dir)
-    if on_results is not None:
-        on_results(results)
+    # One writer: with several processes (accelerate launch) the others wait until the folder is complete.
+    if trainer.is_world_process_zero():
+        save_final_folder(trainer.model, results, output_dir)
+        if on_results is not None:
+            on_results(results)
+    trainer.accelerator.wait_for_everyone()
     return results
 
 
@@ -271,7 +403,9 @@ def save_final_folder(model: PreTrainedModel, results: dict[str, Any], output_di
     (staging / "results.json").write_text(json.dumps(_jsonable(results), indent=2))
     plot_training_curve(results["log_history"], staging / "training_curve.png", HEADLINE_METRIC)
     render_model_card(results, model.config).save(staging / "README.md")
-    # config.json last: it is what marks a folder as a loadable model.
+    # config.json last: it is what marks a folder as a loadable model. A config.json from an earlier save goes first,
+    # so that a crash while moving never pairs it with the new weights.
+    (output_dir / "config.json").unlink(missing_ok=True)
     for name in sorted(os.listdir(staging), key=lambda n: n == "config.json"):
         os.replace(staging / name, output_dir / name)
     staging.rmdir()

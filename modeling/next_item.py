@@ -5,7 +5,8 @@ Ships next to the weights on the Hub with each model file (relative import, torc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -59,8 +60,19 @@ class NextItemMixin:
                 f"input_ids must be (batch, seq_len) item indices, got shape {tuple(input_ids.shape)}; "
                 "wrap a single history as [history]."
             )
+        if input_ids.dtype not in (torch.long, torch.int32):
+            raise ValueError(
+                f"input_ids must hold integer item indices (torch.long), got dtype {input_ids.dtype}; map raw ids "
+                "through the saved vocabulary (config.item_ids) and pass a LongTensor."
+            )
         num_items = self.config.num_items
-        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) > num_items):
+        # The value check reads tensor data, which torch.compile / torch.export cannot trace; it is skipped there
+        # (exported scorers are fed by `recommend`-style code that maps ids through the vocabulary).
+        if (
+            not torch.compiler.is_compiling()
+            and input_ids.numel()
+            and (int(input_ids.min()) < 0 or int(input_ids.max()) > num_items)
+        ):
             bad = input_ids[(input_ids < 0) | (input_ids > num_items)]
             raise ValueError(
                 f"item index {int(bad[0])} is outside the model's vocabulary (1..{num_items:,}, 0 = padding); "
@@ -84,6 +96,9 @@ class NextItemMixin:
             )
 
     # ------------------------------------------------------------------------------------------------ serving
+    # Everything below works on a model loaded with `AutoModel.from_pretrained(folder)` and nothing else: the item
+    # vocabulary (`config.item_ids`) travels in config.json, so histories go in and items come out as raw ids.
+
     def _item_index(self) -> dict[str, int] | None:
         """raw id -> index, built once from `config.item_ids` (rebuilt if the vocabulary object changes)."""
         item_ids = self.config.item_ids
@@ -95,38 +110,101 @@ class NextItemMixin:
             self._item_index_cache = cache
         return cache[1]
 
-    def encode_history(self, history: Sequence, on_unknown: str = "error") -> list[int]:
-        """Raw item ids -> item indices through `config.item_ids` (indices pass through when there is none)."""
+    def _encode(self, history: Sequence) -> tuple[list[int], list]:
+        """`(indices of the known items, the unknown raw ids)` of one history, in order."""
         index = self._item_index()
-        if index is None:
-            out = [int(i) for i in history]
-            bad = [i for i in out if not 1 <= i <= self.config.num_items]
-            if bad:
-                raise ValueError(
-                    f"item indices {bad[:10]} are outside 1..{self.config.num_items:,} and this model has no saved "
-                    "vocabulary (config.item_ids) to map raw ids."
-                )
-            return out
         encoded, unknown = [], []
+        if index is None:  # no saved vocabulary: histories are item indices already
+            for raw in history:
+                try:  # ints, or strings of ints (the CLI passes strings); never floats or bools
+                    value = int(raw) if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
+                except ValueError:
+                    value = None
+                if value is None:
+                    raise ValueError(
+                        f"item id {raw!r} is not an integer: this model has no saved vocabulary (config.item_ids), so "
+                        f"histories must be item indices 1..{self.config.num_items:,}."
+                    )
+                (encoded if 1 <= value <= self.config.num_items else unknown).append(value)
+            return encoded, unknown
         for raw in history:
             idx = index.get(str(raw))
             if idx is None:
                 unknown.append(raw)
             else:
                 encoded.append(idx)
+        return encoded, unknown
+
+    def _unknown_error(self, unknown_by_row: dict[int, list], single: bool) -> ValueError:
+        if self._item_index() is None:
+            what = f"item indices outside 1..{self.config.num_items:,} (this model has no saved vocabulary)"
+        else:
+            what = f"item id(s) unknown to this model's vocabulary ({self.config.num_items:,} items)"
+
+        def shown(ids: list) -> str:
+            ids = list(dict.fromkeys(ids))
+            return ", ".join(repr(u) for u in ids[:10]) + (f" ... ({len(ids)} distinct)" if len(ids) > 10 else "")
+
+        if single:
+            detail = shown(next(iter(unknown_by_row.values())))
+            count = len(next(iter(unknown_by_row.values())))
+        else:
+            rows = list(unknown_by_row.items())
+            detail = "; ".join(f"history {row}: {shown(ids)}" for row, ids in rows[:5])
+            detail += f"; ... ({len(rows)} histories)" if len(rows) > 5 else ""
+            count = sum(len(ids) for ids in unknown_by_row.values())
+        return ValueError(
+            f"{count} {what}: {detail}. Pass on_unknown='skip' to ignore them, or grow the vocabulary and fine-tune "
+            "(hyenarec_hf.finetune.extend_vocabulary / `hyenarec finetune`)."
+        )
+
+    def encode_history(self, history: Sequence, on_unknown: str = "error") -> list[int]:
+        """Raw item ids -> item indices through `config.item_ids` (indices pass through when there is none).
+
+        Unknown ids raise `ValueError` listing them (`on_unknown="error"`) or are left out (`"skip"`)."""
+        if on_unknown not in ("error", "skip"):
+            raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}.")
+        encoded, unknown = self._encode(_as_list(history))
         if unknown and on_unknown == "error":
-            shown = ", ".join(repr(u) for u in unknown[:10]) + (" ..." if len(unknown) > 10 else "")
-            raise ValueError(
-                f"{len(unknown)} item id(s) unknown to this model's vocabulary: {shown}. Pass on_unknown='skip' to "
-                "ignore them, or grow the vocabulary and fine-tune."
-            )
+            raise self._unknown_error({0: unknown}, single=True)
         return encoded
 
     def decode_items(self, indices: Sequence[int]) -> list:
+        """Item indices -> raw item ids (indices when the model has no saved vocabulary)."""
         item_ids = self.config.item_ids
         if item_ids is None:
             return [int(i) for i in indices]
         return [item_ids[int(i) - 1] for i in indices]
+
+    def _encode_histories(self, histories, on_unknown: str) -> tuple[bool, list[list[int]]]:
+        """`(single, indices per history)` for one history or a batch, every unknown id reported in one error."""
+        if on_unknown not in ("error", "skip"):
+            raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}.")
+        single, rows = _split_histories(histories)
+        encoded, unknown_by_row = [], {}
+        for row, history in enumerate(rows):
+            ids, unknown = self._encode(history)
+            if unknown:
+                unknown_by_row[row] = unknown
+            encoded.append(ids)
+        if unknown_by_row and on_unknown == "error":
+            raise self._unknown_error(unknown_by_row, single)
+        empty = [row for row, ids in enumerate(encoded) if not ids]
+        if empty:
+            where = "the history is" if single else f"histories {empty[:10]} are"
+            raise ValueError(
+                f"{where} empty{' after skipping unknown ids' if unknown_by_row else ''}; a recommendation needs at "
+                "least one known item (serve a most-popular list to cold-start users)."
+            )
+        return single, encoded
+
+    def _left_pad(self, rows: list[list[int]]) -> torch.Tensor:
+        """`(len(rows), longest)` item indices, left padded with 0 (the layout every model here reads)."""
+        width = max(len(ids) for ids in rows)
+        padded = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, ids in enumerate(rows):
+            padded[i, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+        return padded.to(self.device)
 
     @torch.no_grad()
     def recommend(
@@ -140,57 +218,179 @@ class NextItemMixin:
     ) -> list:
         """Top-`k` next items for one history or a batch of histories, in the user's raw item ids.
 
+        Works on a model straight from `AutoModel.from_pretrained(folder_or_repo)`: the vocabulary is in the config.
+
         Args:
-            histories: one history (a list of raw item ids, oldest first) or a list of histories of any lengths.
-                Histories longer than `max_position_embeddings` keep their most recent items.
-            k: number of items to return per history.
+            histories: one history (raw item ids, oldest first: a list, tuple, 1-D array or tensor) or a list of
+                histories of any lengths. Ids are matched as strings, so `1` and `"1"` are the same item. A history
+                longer than `max_position_embeddings` keeps its most recent `max_position_embeddings` items (the
+                model reads no more); `exclude_seen` still excludes every item of the whole history.
+            k: number of items to return per history (1..num_items).
             exclude_seen: leave out items already in the history.
             return_scores: return `(item, score)` pairs instead of items.
-            on_unknown: `"error"` (default) raises on ids the vocabulary lacks, listing them; `"skip"` ignores them.
-            batch_size: histories scored per forward pass.
+            on_unknown: `"error"` (default) raises a `ValueError` listing the ids the vocabulary lacks (per
+                history); `"skip"` ignores them. A history with no known item is an error either way.
+            batch_size: histories scored per forward pass (histories are left padded to the longest in the pass).
 
-        Returns: a list of `k` items (or pairs) for one history; a list of such lists for a batch.
+        Returns: a list of `k` raw ids (or `(id, score)` pairs) for one history; a list of such lists, in input
+        order, for a batch. Fewer than `k` only when the history covers nearly the whole catalogue.
         """
-        if on_unknown not in ("error", "skip"):
-            raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}.")
-        if isinstance(histories, (str, bytes)) or not isinstance(histories, Sequence):
-            raise ValueError("histories must be a list of item ids, or a list of such lists.")
-        single = len(histories) > 0 and not isinstance(histories[0], (list, tuple))
-        batch = [histories] if single else list(histories)
         num_items = self.config.num_items
-        if not 1 <= k <= num_items:
-            raise ValueError(f"k must be between 1 and the number of items ({num_items:,}), got {k}.")
-        encoded = []
-        for row, history in enumerate(batch):
-            ids = self.encode_history(history, on_unknown)
-            if not ids:
-                raise ValueError(
-                    f"history {row} is empty{' after skipping unknown ids' if history else ''}; a recommendation "
-                    "needs at least one known item (use a most-popular list for cold-start users)."
-                )
-            encoded.append(ids)
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_items:
+            raise ValueError(f"k must be an int between 1 and the number of items ({num_items:,}), got {k!r}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        single, encoded = self._encode_histories(histories, on_unknown)
         max_length = self.config.max_position_embeddings
         results = []
-        for start in range(0, len(encoded), batch_size):
-            chunk = [ids[-max_length:] for ids in encoded[start : start + batch_size]]
-            width = max(len(ids) for ids in chunk)
-            input_ids = torch.zeros(len(chunk), width, dtype=torch.long, device=device)
-            for i, ids in enumerate(chunk):
-                input_ids[i, width - len(ids) :] = torch.tensor(ids, device=device)
-            scores = self.score_histories(input_ids, input_ids.ne(0)).float()
-            scores[:, 0] = float("-inf")  # padding is never an answer
-            if exclude_seen:
-                for i, ids in enumerate(encoded[start : start + batch_size]):
-                    scores[i, torch.tensor(ids, device=device)] = float("-inf")
-            top = torch.topk(scores, k, dim=-1)
-            for values, indices in zip(top.values.tolist(), top.indices.tolist()):
-                # fewer than k answers when the history covers almost the whole catalogue
-                kept = [(i, v) for i, v in zip(indices, values) if v != float("-inf")]
-                items = self.decode_items([i for i, _ in kept])
-                results.append(list(zip(items, [v for _, v in kept])) if return_scores else items)
-        if was_training:
-            self.train()
+        was_training = self.training
+        if was_training:  # only then: switching modes clears a model's eval-time caches (HyenaRec's kernels)
+            self.eval()
+        try:
+            for start in range(0, len(encoded), batch_size):
+                chunk = encoded[start : start + batch_size]
+                input_ids = self._left_pad([ids[-max_length:] for ids in chunk])
+                scores = self.score_histories(input_ids, input_ids.ne(0)).float()
+                scores[:, 0] = float("-inf")  # padding is never an answer
+                if exclude_seen:  # the whole history, not only the part the model read; padding 0 is -inf anyway
+                    scores.scatter_(1, self._left_pad(chunk), float("-inf"))
+                top = torch.topk(scores, k, dim=-1)
+                for values, indices in zip(top.values.tolist(), top.indices.tolist()):
+                    kept = [(i, v) for i, v in zip(indices, values) if v != float("-inf")]
+                    items = self.decode_items([i for i, _ in kept])
+                    results.append(list(zip(items, [v for _, v in kept])) if return_scores else items)
+        finally:
+            if was_training:
+                self.train()
         return results[0] if single else results
+
+    # ---------------------------------------------------------------------------------------------- embeddings
+    @torch.no_grad()
+    def history_embeddings(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None):
+        """The vector `v` after each history that the model scores items with: `score_histories` is `score(v)`.
+
+        Args:
+            input_ids: `(batch, seq_len)` item indices, left padded with 0.
+            attention_mask: `(batch, seq_len)`, 1 for real items; `input_ids != 0` when omitted.
+
+        Returns `(batch, dim)` in the model's dtype (`dim` is the scoring width: `hidden_size`, or `embedding_size`
+        for GRU4Rec). Every model here scores with `score(v) = v @ item_weight^T` (+ a per-item bias for BERT4Rec).
+        The default reads `v` as it enters `self.score` inside `score_histories`, which is the contract of the
+        models built on this mixin; a model may override it with a direct computation.
+        """
+        captured: list[torch.Tensor] = []
+        score, caller = self.score, threading.get_ident()
+
+        def capture(hidden: torch.Tensor) -> torch.Tensor:
+            if threading.get_ident() == caller:  # a `recommend` in another thread passes straight through
+                captured.append(hidden)
+            return score(hidden)
+
+        with _CAPTURE_LOCK:  # the capture is an instance attribute for the duration of one call
+            self.score = capture
+            try:
+                self.score_histories(input_ids, attention_mask)
+            finally:
+                del self.score
+        if not captured:
+            raise NotImplementedError(
+                f"{type(self).__name__}.score_histories does not score through self.score(hidden); override "
+                "history_embeddings to return the vector the model scores items with."
+            )
+        vectors = captured[-1]
+        return vectors[:, -1] if vectors.dim() == 3 else vectors  # (batch, kept_positions, dim) -> the last one
+
+    @torch.no_grad()
+    def user_embeddings(self, histories: Sequence, on_unknown: str = "error", batch_size: int = 256) -> torch.Tensor:
+        """User (session) embeddings from raw-id histories: the final hidden state after each history, the vector
+        whose dot products with `get_item_embeddings()` are the next-item scores.
+
+        Args:
+            histories: one history of raw item ids or a list of histories (as for `recommend`; the most recent
+                `max_position_embeddings` items are read).
+            on_unknown: `"error"` or `"skip"`, as for `recommend`.
+            batch_size: histories per forward pass.
+
+        Returns: a float32 tensor `(n, dim)` on the model's device, one row per history (`n = 1` for a single
+        history); `dim` is `hidden_size` (`embedding_size` for GRU4Rec). For HyenaRec, SASRec and GRU4Rec,
+        `user_embeddings(h) @ get_item_embeddings()[1].T` equals the next-item scores; BERT4Rec adds its per-item
+        output bias (`model.head.bias[1:]`).
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+        _, encoded = self._encode_histories(histories, on_unknown)
+        if not encoded:
+            return torch.empty(0, self.get_input_embeddings().weight.shape[1], device=self.device)
+        max_length = self.config.max_position_embeddings
+        was_training = self.training
+        if was_training:  # only then: switching modes clears a model's eval-time caches (HyenaRec's kernels)
+            self.eval()
+        try:
+            parts = [
+                self.history_embeddings(self._left_pad([ids[-max_length:] for ids in encoded[s : s + batch_size]]))
+                for s in range(0, len(encoded), batch_size)
+            ]
+        finally:
+            if was_training:
+                self.train()
+        return torch.cat(parts).float()
+
+    @torch.no_grad()
+    def get_item_embeddings(self) -> tuple[list, torch.Tensor]:
+        """The item vectors the model scores with, keyed by raw id: `(ids, vectors)`.
+
+        `ids[i]` is the raw id of row `i` of `vectors`, a float32 `(num_items, dim)` copy of the item embedding
+        table without the padding row (and without BERT4Rec's `[MASK]` row). A list plus a matrix, not a dict, so
+        it drops straight into a nearest-neighbour index: `scores = user_embeddings(h) @ vectors.T`. `ids` are the
+        saved raw ids (`config.item_ids`), or the indices `1..num_items` when the model has none.
+
+        (Not called `item_embeddings`: that is the embedding layer's attribute name in the backbones.)
+        """
+        num_items = self.config.num_items
+        weight = self.get_input_embeddings().weight
+        ids = list(self.config.item_ids) if self.config.item_ids is not None else list(range(1, num_items + 1))
+        return ids, weight[1 : num_items + 1].detach().float().clone()
+
+
+_CAPTURE_LOCK = threading.Lock()
+
+
+def _as_list(history) -> list:
+    """A history as a plain list (tensors and arrays through `tolist`, so ids are Python scalars)."""
+    if isinstance(history, (str, bytes)):
+        raise ValueError(
+            f"a history must be a list of item ids, got the string {history!r:.60}; split a space-separated string "
+            "first (history.split())."
+        )
+    if hasattr(history, "tolist") and not isinstance(history, (list, tuple)):
+        history = history.tolist()
+        return history if isinstance(history, list) else [history]
+    if isinstance(history, Mapping) or not isinstance(history, Sequence):
+        raise ValueError(f"a history must be a list of item ids, got {type(history).__name__}.")
+    # 0-d tensors and NumPy scalars -> Python scalars, so `str(id)` is the id
+    return [x.item() if getattr(x, "ndim", None) == 0 and hasattr(x, "item") else x for x in history]
+
+
+def _is_history(value) -> bool:
+    if isinstance(value, (str, bytes)):
+        return False
+    if isinstance(value, Sequence):
+        return True
+    return hasattr(value, "tolist") and getattr(value, "ndim", 0) >= 1
+
+
+def _split_histories(histories) -> tuple[bool, list[list]]:
+    """`(single, rows)`: one history (ids) or a batch (a list of histories, or a 2-D array / tensor)."""
+    if hasattr(histories, "tolist") and not isinstance(histories, (list, tuple)):
+        histories = histories.tolist()
+    rows = _as_list(histories)
+    if not rows:
+        return False, []
+    kinds = {_is_history(value) for value in rows}
+    if kinds == {False}:
+        return True, [rows]
+    if kinds == {True}:
+        return False, [_as_list(row) for row in rows]
+    raise ValueError(
+        "histories mixes item ids and lists: pass one history [id, id, ...] or a batch [[id, ...], [id, ...]]."
+    )
