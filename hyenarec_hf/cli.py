@@ -97,6 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
         patience=args.patience,
+        lr_scheduler_type=args.lr_scheduler,
+        warmup_steps=int(args.warmup) if args.warmup >= 1 else args.warmup,
         seed=args.seed,
         bf16=args.bf16,
         train_stride=args.train_stride or None,
@@ -271,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--patience", type=int, default=10, help="epochs without validation NDCG@10 gain before stopping")
+    p.add_argument(
+        "--lr-scheduler",
+        default="constant",
+        help="transformers scheduler name: constant (default), cosine, linear, ... (decays over --epochs)",
+    )
+    p.add_argument("--warmup", type=float, default=0, help="warmup steps (int) or ratio of all steps (< 1)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU with AVX512-BF16 or a GPU)")
     p.add_argument("--train-stride", type=int, default=0, help="cut long train histories into windows (0 = off)")

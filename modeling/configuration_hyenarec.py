@@ -70,12 +70,15 @@ class HyenaRecConfig(PretrainedConfig):
             Long causal convolution: `"fft"` (zero-padded rFFT, O(L log L)), `"toeplitz"` (lower-triangular Toeplitz
             matrix times input as a batched GEMM), `"direct"` (plain O(L^2) reference) or `"auto"` (`toeplitz` up to
             `conv_auto_threshold`, `fft` above it). All compute in float32 with autocast off.
-        conv_auto_threshold (`int`, defaults to 256):
-            Longest sequence for which `"auto"` picks the Toeplitz GEMM (measured in `benchmarks/block_speed.py`).
+        conv_auto_threshold (`int`, defaults to 100):
+            Longest sequence for which `"auto"` picks the Toeplitz GEMM on CPU (the FFT/Toeplitz crossover measured by
+            `benchmarks/conv_impl_threshold.py`; on GPUs `"auto"` always uses the FFT).
         hidden_dropout_prob (`float`, defaults to 0.2):
             Dropout on embeddings and on each residual branch.
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initialiser of linear layers and item embeddings.
+        mixer_init_std (`float`, *optional*):
+            Standard deviation of the mixer's input projection (q, g, v, a, b); `None` uses `initializer_range`.
         layer_norm_eps (`float`, defaults to 1e-5):
             Epsilon of the layer norms.
         loss_type (`str`, defaults to `"ce"`):
@@ -112,9 +115,10 @@ class HyenaRecConfig(PretrainedConfig):
         branch_fusion: str = "sum",
         use_position_embeddings: bool = False,
         conv_impl: str = "auto",
-        conv_auto_threshold: int = 256,
+        conv_auto_threshold: int = 100,
         hidden_dropout_prob: float = 0.2,
         initializer_range: float = 0.02,
+        mixer_init_std: float | None = None,
         layer_norm_eps: float = 1e-5,
         loss_type: str = "ce",
         num_negatives: int = 256,
@@ -144,6 +148,7 @@ class HyenaRecConfig(PretrainedConfig):
         self.conv_auto_threshold = conv_auto_threshold
         self.hidden_dropout_prob = hidden_dropout_prob
         self.initializer_range = initializer_range
+        self.mixer_init_std = mixer_init_std
         self.layer_norm_eps = layer_norm_eps
         self.loss_type = loss_type
         self.num_negatives = num_negatives
@@ -195,6 +200,12 @@ class HyenaRecConfig(PretrainedConfig):
             "decay_fast_pct",
             self.decay_fast_pct,
             f"<= decay_slow_pct ({self.decay_slow_pct})",
+        )
+        _check(
+            self.mixer_init_std is None or (isinstance(self.mixer_init_std, (int, float)) and self.mixer_init_std > 0),
+            "mixer_init_std",
+            self.mixer_init_std,
+            "None or a float > 0",
         )
         _check(0.0 < self.decay_target < 1.0, "decay_target", self.decay_target, "a float in (0, 1)")
         _check(

@@ -25,8 +25,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_bert4rec import BERT4RecConfig
-from .modeling_sasrec import SASRecBlock, attention_mask_for, sampled_cross_entropy
-from .next_item import NextItemMixin, NextItemPredictionOutput, mask_padding_item, next_item_cross_entropy
+from .modeling_sasrec import SASRecBlock, attention_mask_for
+from .next_item import NextItemMixin, NextItemPredictionOutput
 
 
 class BERT4RecPredictionHead(nn.Module):
@@ -157,12 +157,6 @@ class BERT4RecForNextItemPrediction(BERT4RecPreTrainedModel):
         self.head = BERT4RecPredictionHead(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.item_embeddings = value
-
     def append_mask_item(
         self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None
     ) -> tuple[torch.LongTensor, torch.Tensor]:
@@ -213,35 +207,11 @@ class BERT4RecForNextItemPrediction(BERT4RecPreTrainedModel):
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         hidden = self.head(hidden)
-        loss = None
-        if labels is not None:
-            if labels.dim() == 1:
-                labels = labels[:, None]
-            if labels.shape != hidden.shape[:2]:
-                raise ValueError(
-                    f"labels have shape {tuple(labels.shape)} but the model scores {tuple(hidden.shape[:2])} "
-                    "positions; give one item per scored position (-100 to ignore)."
-                )
-            self._validate_labels(labels)
-        if labels is not None and self.config.loss_type == "sampled_ce" and self.training:
-            weight = self.model.item_embeddings.weight[: self.config.num_items + 1]
-            loss = sampled_cross_entropy(
-                hidden, labels, weight, self.config.num_negatives, num_items_in_batch, item_bias=self.head.bias
-            )
-            logits = None
-        else:
-            logits = self.score(hidden)
-            if labels is not None:
-                loss = next_item_cross_entropy(logits, labels, num_items_in_batch)
-        if not (return_dict if return_dict is not None else self.config.return_dict):
-            return tuple(v for v in (loss, logits, outputs.hidden_states) if v is not None)
-        return NextItemPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return self.next_item_output(hidden, outputs.hidden_states, labels, num_items_in_batch, return_dict)
 
-    def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Item scores `(..., num_items + 1)` from transformed states `(..., hidden)`; padding and `[MASK]` never
-        score (the `[MASK]` row is not a column at all)."""
-        weight = self.model.item_embeddings.weight[: self.config.num_items + 1]
-        return mask_padding_item(hidden @ weight.transpose(0, 1).to(hidden.dtype) + self.head.bias.to(hidden.dtype))
+    def output_item_table(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tied item embeddings without the `[MASK]` row, plus the per-item output bias."""
+        return self.model.item_embeddings.weight[: self.config.num_items + 1], self.head.bias
 
     @torch.no_grad()
     def score_histories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,8 +23,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_gru4rec import GRU4RecConfig
-from .modeling_sasrec import sampled_cross_entropy
-from .next_item import NextItemMixin, NextItemPredictionOutput, mask_padding_item, next_item_cross_entropy
+from .next_item import NextItemMixin, NextItemPredictionOutput
 
 
 def roll_rows(values: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -139,12 +138,6 @@ class GRU4RecForNextItemPrediction(GRU4RecPreTrainedModel):
         self.model = GRU4RecModel(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.item_embeddings = value
-
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -168,36 +161,7 @@ class GRU4RecForNextItemPrediction(GRU4RecPreTrainedModel):
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        loss = None
-        if labels is not None:
-            if labels.dim() == 1:
-                labels = labels[:, None]
-            if labels.shape != hidden.shape[:2]:
-                raise ValueError(
-                    f"labels have shape {tuple(labels.shape)} but the model scores {tuple(hidden.shape[:2])} "
-                    "positions; give one next item per scored position (-100 to ignore)."
-                )
-            self._validate_labels(labels)
-        if labels is not None and self.config.loss_type == "sampled_ce" and self.training:
-            weight = self.model.item_embeddings.weight
-            loss = sampled_cross_entropy(hidden, labels, weight, self.config.num_negatives, num_items_in_batch)
-            logits = None
-        else:
-            logits = self.score(hidden)
-            if labels is not None:
-                loss = next_item_cross_entropy(logits, labels, num_items_in_batch)
-        if not (return_dict if return_dict is not None else self.config.return_dict):
-            return tuple(v for v in (loss, logits, outputs.hidden_states) if v is not None)
-        return NextItemPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-
-    def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Item scores `(..., num_items + 1)` from hidden states `(..., embedding_size)`; padding never scores."""
-        return mask_padding_item(hidden @ self.model.item_embeddings.weight.transpose(0, 1).to(hidden.dtype))
-
-    @torch.no_grad()
-    def score_histories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores `(batch, num_items + 1)` of the item following each (left-padded) history."""
-        return self(input_ids, attention_mask, logits_to_keep=1).logits[:, -1]
+        return self.next_item_output(hidden, outputs.hidden_states, labels, num_items_in_batch, return_dict)
 
 
 __all__ = ["GRU4RecModel", "GRU4RecForNextItemPrediction", "GRU4RecPreTrainedModel", "roll_rows"]

@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_sasrec import SASRecConfig
-from .next_item import NextItemMixin, NextItemPredictionOutput, mask_padding_item, next_item_cross_entropy
+from .next_item import NextItemMixin, NextItemPredictionOutput
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Functions
@@ -41,42 +41,6 @@ def attention_mask_for(mask: torch.Tensor, causal: bool) -> torch.Tensor:
     if causal:
         allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
     return allowed | torch.eye(length, dtype=torch.bool, device=mask.device)
-
-
-def sampled_cross_entropy(
-    hidden: torch.Tensor,
-    labels: torch.Tensor,
-    item_weight: torch.Tensor,
-    num_negatives: int,
-    num_items_in_batch: int | torch.Tensor | None = None,
-    item_bias: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Cross-entropy over the target and `num_negatives` uniform negatives shared by the batch.
-
-    Args:
-        hidden: `(..., hidden)` states; `labels` `(...)` the target item at each, -100 to ignore.
-        item_weight: `(num_items + 1, hidden)` item embeddings (row 0 = padding, never sampled).
-        item_bias: optional `(num_items + 1,)` per-item output bias.
-
-    A negative equal to the target is masked out (no accidental hits). The loss is the mean over labelled positions,
-    or their sum divided by `num_items_in_batch` (gradient accumulation).
-    """
-    keep = labels != -100
-    hidden, targets = hidden[keep], labels[keep]
-    num_items = item_weight.shape[0] - 1
-    negatives = torch.randint(1, num_items + 1, (num_negatives,), device=hidden.device)
-    pos = (hidden * item_weight[targets].to(hidden.dtype)).sum(-1, keepdim=True)
-    neg = hidden @ item_weight[negatives].to(hidden.dtype).transpose(0, 1)
-    if item_bias is not None:
-        pos = pos + item_bias[targets, None].to(pos.dtype)
-        neg = neg + item_bias[negatives][None, :].to(neg.dtype)
-    neg = neg.masked_fill(negatives[None, :] == targets[:, None], torch.finfo(neg.dtype).min)
-    logits = torch.cat([pos, neg], dim=-1).float()
-    zeros = torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
-    if num_items_in_batch is None:
-        return F.cross_entropy(logits, zeros)
-    total = F.cross_entropy(logits, zeros, reduction="sum")
-    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -245,12 +209,6 @@ class SASRecForNextItemPrediction(SASRecPreTrainedModel):
         self.model = SASRecModel(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.model.item_embeddings
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.model.item_embeddings = value
-
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -274,36 +232,7 @@ class SASRecForNextItemPrediction(SASRecPreTrainedModel):
         hidden = outputs.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        loss = None
-        if labels is not None:
-            if labels.dim() == 1:
-                labels = labels[:, None]
-            if labels.shape != hidden.shape[:2]:
-                raise ValueError(
-                    f"labels have shape {tuple(labels.shape)} but the model scores {tuple(hidden.shape[:2])} "
-                    "positions; give one next item per scored position (-100 to ignore)."
-                )
-            self._validate_labels(labels)
-        if labels is not None and self.config.loss_type == "sampled_ce" and self.training:
-            weight = self.model.item_embeddings.weight
-            loss = sampled_cross_entropy(hidden, labels, weight, self.config.num_negatives, num_items_in_batch)
-            logits = None
-        else:
-            logits = self.score(hidden)
-            if labels is not None:
-                loss = next_item_cross_entropy(logits, labels, num_items_in_batch)
-        if not (return_dict if return_dict is not None else self.config.return_dict):
-            return tuple(v for v in (loss, logits, outputs.hidden_states) if v is not None)
-        return NextItemPredictionOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-
-    def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Item scores `(..., num_items + 1)` from hidden states `(..., hidden)`; the padding item never scores."""
-        return mask_padding_item(hidden @ self.model.item_embeddings.weight.transpose(0, 1).to(hidden.dtype))
-
-    @torch.no_grad()
-    def score_histories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Scores `(batch, num_items + 1)` of the item following each (left-padded) history."""
-        return self(input_ids, attention_mask, logits_to_keep=1).logits[:, -1]
+        return self.next_item_output(hidden, outputs.hidden_states, labels, num_items_in_batch, return_dict)
 
 
 __all__ = [
@@ -311,5 +240,4 @@ __all__ = [
     "SASRecForNextItemPrediction",
     "SASRecPreTrainedModel",
     "attention_mask_for",
-    "sampled_cross_entropy",
 ]

@@ -44,6 +44,42 @@ def next_item_cross_entropy(
     return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
 
 
+def sampled_cross_entropy(
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    item_weight: torch.Tensor,
+    num_negatives: int,
+    num_items_in_batch: int | torch.Tensor | None = None,
+    item_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy over the target and `num_negatives` uniform negatives shared by the batch.
+
+    Args:
+        hidden: `(..., hidden)` states; `labels` `(...)` the target item at each, -100 to ignore.
+        item_weight: `(num_items + 1, hidden)` item embeddings (row 0 = padding, never sampled).
+        item_bias: optional `(num_items + 1,)` per-item output bias.
+
+    A negative equal to the target is masked out (no accidental hits). The loss is the mean over labelled positions,
+    or their sum divided by `num_items_in_batch` (gradient accumulation).
+    """
+    keep = labels != -100
+    hidden, targets = hidden[keep], labels[keep]
+    num_items = item_weight.shape[0] - 1
+    negatives = torch.randint(1, num_items + 1, (num_negatives,), device=hidden.device)
+    pos = (hidden * item_weight[targets].to(hidden.dtype)).sum(-1, keepdim=True)
+    neg = hidden @ item_weight[negatives].to(hidden.dtype).transpose(0, 1)
+    if item_bias is not None:
+        pos = pos + item_bias[targets, None].to(pos.dtype)
+        neg = neg + item_bias[negatives][None, :].to(neg.dtype)
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], torch.finfo(neg.dtype).min)
+    logits = torch.cat([pos, neg], dim=-1).float()
+    zeros = torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
+    if num_items_in_batch is None:
+        return F.cross_entropy(logits, zeros)
+    total = F.cross_entropy(logits, zeros, reduction="sum")
+    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+
+
 def mask_padding_item(logits: torch.Tensor) -> torch.Tensor:
     """Set the padding item's score (column 0) to the dtype's minimum, so it is never recommended."""
     index = torch.zeros(1, dtype=torch.long, device=logits.device)
@@ -94,6 +130,64 @@ class NextItemMixin:
                 f"label {bad} is not an item index (1..{self.config.num_items:,}); use -100 for positions "
                 "without a target."
             )
+
+    # ------------------------------------------------------------------------------------------------- the head
+    def get_input_embeddings(self) -> torch.nn.Embedding:
+        return self.model.item_embeddings
+
+    def set_input_embeddings(self, value: torch.nn.Embedding) -> None:
+        self.model.item_embeddings = value
+
+    def output_item_table(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(weight (num_items + 1, hidden), bias (num_items + 1,) or None)` that score items: the tied item
+        embeddings by default (rows beyond the catalogue, such as BERT4Rec's `[MASK]`, are cut)."""
+        return self.model.item_embeddings.weight[: self.config.num_items + 1], None
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Item scores `(..., num_items + 1)` from hidden states `(..., hidden)`; the padding item never scores."""
+        weight, bias = self.output_item_table()
+        logits = hidden @ weight.transpose(0, 1).to(hidden.dtype)
+        if bias is not None:
+            logits = logits + bias.to(hidden.dtype)
+        return mask_padding_item(logits)
+
+    @torch.no_grad()
+    def score_histories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores `(batch, num_items + 1)` of the item following each (left-padded) history."""
+        return self(input_ids, attention_mask, logits_to_keep=1).logits[:, -1]
+
+    def next_item_output(
+        self,
+        hidden: torch.Tensor,
+        hidden_states: tuple | None,
+        labels: torch.LongTensor | None,
+        num_items_in_batch: int | torch.Tensor | None,
+        return_dict: bool | None,
+    ) -> NextItemPredictionOutput | tuple:
+        """Loss and logits from the scored positions' states `hidden` `(batch, kept, hidden)`: full-softmax
+        cross-entropy, or the sampled softmax in training when `config.loss_type == "sampled_ce"`."""
+        loss = logits = None
+        if labels is not None:
+            if labels.dim() == 1:
+                labels = labels[:, None]
+            if labels.shape != hidden.shape[:2]:
+                raise ValueError(
+                    f"labels have shape {tuple(labels.shape)} but the model scores {tuple(hidden.shape[:2])} "
+                    "positions; give one next item per scored position (-100 to ignore)."
+                )
+            self._validate_labels(labels)
+        if labels is not None and getattr(self.config, "loss_type", "ce") == "sampled_ce" and self.training:
+            weight, bias = self.output_item_table()
+            loss = sampled_cross_entropy(
+                hidden, labels, weight, self.config.num_negatives, num_items_in_batch, item_bias=bias
+            )
+        else:
+            logits = self.score(hidden)
+            if labels is not None:
+                loss = next_item_cross_entropy(logits, labels, num_items_in_batch)
+        if not (return_dict if return_dict is not None else self.config.return_dict):
+            return tuple(v for v in (loss, logits, hidden_states) if v is not None)
+        return NextItemPredictionOutput(loss=loss, logits=logits, hidden_states=hidden_states)
 
     # ------------------------------------------------------------------------------------------------ serving
     # Everything below works on a model loaded with `AutoModel.from_pretrained(folder)` and nothing else: the item

@@ -76,9 +76,9 @@ def test_training_writes_a_hub_ready_folder(trained):
 
 def test_loss_falls_and_model_beats_most_popular(trained):
     from datasets import DatasetDict
-    from hyenarec_hf.popularity import MostPopular
 
     from hyenarec_hf.data import build_splits, load_interactions
+    from hyenarec_hf.popularity import MostPopular
 
     results = json.loads((trained / "results.json").read_text())
     losses = [h["loss"] for h in results["log_history"] if "loss" in h]

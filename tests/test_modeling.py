@@ -10,12 +10,12 @@ import warnings
 
 import pytest
 import torch
-from hyenarec_hf.modeling import modeling_hyenarec as mh
-from hyenarec_hf.modeling.modeling_hyenarec import LegendreKernel, causal_conv, legendre_basis
 from transformers import AutoConfig, AutoModel
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
 from hyenarec_hf import HyenaRecConfig, HyenaRecForNextItemPrediction, HyenaRecModel
+from hyenarec_hf.modeling import modeling_hyenarec as mh
+from hyenarec_hf.modeling.modeling_hyenarec import LegendreKernel, causal_conv, legendre_basis
 
 
 def tiny_config(**overrides) -> HyenaRecConfig:
@@ -462,7 +462,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for checkpointing in (False, True):
         model = tiny_model(torch.float64).train()
         if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.activation_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             assert model.model.layers[0].gradient_checkpointing
         model(ids, labels=labels).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
