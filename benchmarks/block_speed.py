@@ -9,9 +9,11 @@ Both blocks are pre-norm residual blocks with the same LayerNorms, the same posi
 
 Every length gets the same number of tokens per batch (`--tokens`, default 16,384, so batch = tokens // L), the blocks
 are timed forward + backward, interleaved in every round (the order alternates), after a warm-up, and each time is the
-minimum over the rounds; the number of rounds adapts so that a full run takes about `--budget` seconds. The machine is
-shared: compare the ratio `attention time / HyenaRec time` (> 1: HyenaRec is faster) within one run, never the
-milliseconds across runs. Nothing is asserted about time.
+minimum over the rounds; the number of rounds adapts so that a full run spends about `--budget` seconds timing. The
+machine is shared: by default each round first waits until the other jobs leave the CPUs idle (`--no-wait-idle` to
+skip; at most `--max-wait` seconds in all), and the markdown reports how much CPU the timed rounds really got. Compare
+the ratio `attention time / HyenaRec time` (> 1: HyenaRec is faster) within one run, never the milliseconds across
+runs. Nothing is asserted about time.
 
     python benchmarks/block_speed.py                     # ~10 min; writes benchmarks/block_speed.{json,md}
     python benchmarks/block_speed.py --quick             # ~1 min, fewer rounds
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import time
 import warnings
@@ -36,11 +37,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_common import IdleGate, machine_info  # sibling module: machine record, idle gate
 from torch import nn
 from tqdm import tqdm
 
 from hyenarec_hf.modeling.configuration_hyenarec import HyenaRecConfig
 from hyenarec_hf.modeling.modeling_hyenarec import HyenaRecFeedForward, HyenaRecModel
+from hyenarec_hf.modeling.next_item import Dropout
 
 HERE = Path(__file__).resolve().parent
 LENGTHS = (50, 200, 512, 1024, 2048, 4096)
@@ -75,7 +78,7 @@ class CausalAttentionBlock(nn.Module):
         self.mixer = CausalSelfAttention(config.hidden_size, heads)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = HyenaRecFeedForward(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states = hidden_states + self.dropout(self.mixer(self.mixer_norm(hidden_states)))
@@ -98,27 +101,6 @@ def hyena_block(length: int, impl: str, hidden: int) -> nn.Module:
     return HyenaRecModel(config).layers[0].train()
 
 
-def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "python": platform.python_version(),
-        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "LD_PRELOAD", "THP_"))},
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def training_step(block: nn.Module, x: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor) -> float:
     x.grad = None
     for p in block.parameters():
@@ -128,16 +110,32 @@ def training_step(block: nn.Module, x: torch.Tensor, mask: torch.Tensor, grad: t
     return time.perf_counter() - start
 
 
+class MixerOnly(nn.Module):
+    """A block's token mixer alone (no norms, FFN, dropout or residual): separates what the mixer costs from the
+    parts both blocks share."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.mixer = block.mixer
+
+    def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.mixer, CausalSelfAttention):
+            return self.mixer(hidden_states)
+        return self.mixer(hidden_states, mask)
+
+
 def candidates(length: int, hidden: int) -> dict[str, nn.Module]:
     blocks = {"attention": CausalAttentionBlock(make_config(length, "fft", hidden)).train()}
     for impl in IMPLS:
         if impl == "toeplitz" and length > TOEPLITZ_MAX_LENGTH:
             continue
         blocks[f"hyena_{impl}"] = hyena_block(length, impl, hidden)
+    blocks["mixer_attention"] = MixerOnly(blocks["attention"])
+    blocks["mixer_hyena_auto"] = MixerOnly(blocks["hyena_auto"])
     return blocks
 
 
-def measure_length(length: int, args, budget_s: float) -> dict:
+def measure_length(length: int, args, budget_s: float, gate: IdleGate) -> dict:
     batch = max(1, args.tokens // length)
     torch.manual_seed(length)
     x = torch.randn(batch, length, args.hidden, requires_grad=True)
@@ -147,16 +145,20 @@ def measure_length(length: int, args, budget_s: float) -> dict:
     for block in blocks.values():  # warm-up
         for _ in range(2):
             training_step(block, x, mask, grad)
-    wall, cpu = time.perf_counter(), time.process_time()
+    gate.wait()
     samples = {name: [training_step(block, x, mask, grad)] for name, block in blocks.items()}
     round_time = sum(times[0] for times in samples.values())
     rounds = int(min(args.max_rounds, max(args.min_rounds, budget_s / round_time)))
     names = list(blocks)
+    wall = cpu = 0.0
     for r in range(rounds - 1):
+        gate.wait()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         for name in names if r % 2 else names[::-1]:
             samples[name].append(training_step(blocks[name], x, mask, grad))
+        wall, cpu = wall + time.perf_counter() - wall0, cpu + time.process_time() - cpu0
     # CPU time our threads got per wall second and thread: ~1 on an idle machine, well below when other jobs compete.
-    cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall) / torch.get_num_threads()
+    cpu_share = cpu / max(wall, 1e-9) / torch.get_num_threads()
     best = {name: 1e3 * min(times) for name, times in samples.items()}
     auto = blocks["hyena_auto"].mixer.conv_impl(length, x.device)
     return {
@@ -171,8 +173,9 @@ def measure_length(length: int, args, budget_s: float) -> dict:
         "attention_over_hyena": {
             name.removeprefix("hyena_"): round(best["attention"] / ms, 3)
             for name, ms in best.items()
-            if name != "attention"
+            if name.startswith("hyena_")
         },
+        "mixer_attention_over_hyena": round(best["mixer_attention"] / best["mixer_hyena_auto"], 3),
     }
 
 
@@ -183,7 +186,7 @@ def measure_length(length: int, args, budget_s: float) -> dict:
 CATEGORIES = (
     ("GEMM (projections, FFN, Toeplitz)", r"^aten::(mm|addmm|bmm|baddbmm|matmul|linear)$"),
     ("FFT", r"^aten::_fft_"),
-    ("dropout (bernoulli + scale)", r"^aten::(bernoulli_|div_)$"),
+    ("dropout (mask draw + compare)", r"^aten::(bernoulli_|uniform_|ge|div_)$"),
     ("elementwise mul / add / addcmul", r"^aten::(mul|mul_|add|add_|addcmul_|addcmul|sub|neg)$"),
     ("copies, cat, fill, pad", r"^aten::(copy_|cat|fill_|zero_|clone|constant_pad_nd|flip)$"),
     ("reductions", r"^aten::(sum|mean)$"),
@@ -247,9 +250,11 @@ def results_markdown(result: dict) -> str:
         f"hidden {result['settings']['hidden']}. Forward + backward of one block, min over interleaved rounds "
         "(`rounds`). Ratio = attention time / HyenaRec time: **> 1 means HyenaRec is faster**.",
         "",
+        IdleGate.sentence(m["idle_gate"]),
+        "",
         "| L | batch | attention (ms) | HyenaRec auto (ms) | fft (ms) | toeplitz (ms) | ratio auto | ratio fft | "
-        "ratio toeplitz | auto uses | rounds | CPU share |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "ratio toeplitz | auto uses | mixer only: attention / HyenaRec (ms) | mixer ratio | rounds | CPU share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for row in result["results"]:
         t, r = row["min_ms"], row["attention_over_hyena"]
@@ -258,9 +263,14 @@ def results_markdown(result: dict) -> str:
         lines.append(
             f"| {row['length']} | {row['batch']} | {t['attention']:.1f} | {t['hyena_auto']:.1f} | "
             f"{t['hyena_fft']:.1f} | {toeplitz_ms} | **{r['auto']:.2f}** | {r['fft']:.2f} | {toeplitz_ratio} | "
-            f"{row['auto_impl']} | {row['rounds']} | {row['cpu_share']:.2f} |"
+            f"{row['auto_impl']} | {t['mixer_attention']:.1f} / {t['mixer_hyena_auto']:.1f} | "
+            f"{row['mixer_attention_over_hyena']:.2f} | {row['rounds']} | {row['cpu_share']:.2f} |"
         )
     lines += [
+        "",
+        "Mixer only: the token mixer alone (QKV + SDPA + out projection against HyenaRec's in_proj, convolutions, "
+        "gates and out_proj), same input, forward + backward; the rest of a block (2 LayerNorms, the FFN, 2 dropouts, "
+        "residuals) is the same in both and sets a floor under the block ratio.",
         "",
         "CPU share: CPU time the benchmark's threads got per wall-clock second and thread while that row was timed "
         "(about 1 on an idle machine; lower means other jobs took the cores, and that row's times are less reliable).",
@@ -327,13 +337,16 @@ def write_markdown(result: dict, path: Path) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'L':>5} {'batch':>5} {'attention':>10} {'auto':>9} {'fft':>9} {'toeplitz':>9}   ratio auto/fft/toeplitz")
+    print(
+        f"\n{'L':>5} {'batch':>5} {'attention':>10} {'auto':>9} {'fft':>9} {'toeplitz':>9}   ratio auto/fft/toeplitz"
+        "   mixer ratio"
+    )
     for row in rows:
         t, r = row["min_ms"], row["attention_over_hyena"]
         print(
             f"{row['length']:5d} {row['batch']:5d} {t['attention']:10.1f} {t['hyena_auto']:9.1f} {t['hyena_fft']:9.1f} "
             f"{t.get('hyena_toeplitz', float('nan')):9.1f}   {r['auto']:.2f} / {r['fft']:.2f} / "
-            f"{r.get('toeplitz', float('nan')):.2f}"
+            f"{r.get('toeplitz', float('nan')):.2f}   {row['mixer_attention_over_hyena']:.2f}"
         )
 
 
@@ -347,6 +360,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="~1 minute: a 45 s budget and 3-5 rounds")
     parser.add_argument("--profile-lengths", type=int, nargs="*", default=[200, 4096])
     parser.add_argument("--profile-top", type=int, default=12)
+    parser.add_argument(
+        "--no-wait-idle",
+        action="store_true",
+        help="time every round at once (default: hold each round until other jobs leave the CPUs idle)",
+    )
+    parser.add_argument("--max-wait", type=float, default=3600.0, help="most seconds to wait for idle CPUs in total")
     parser.add_argument("--out", type=Path, default=HERE / "block_speed")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -356,13 +375,18 @@ def main() -> None:
         args.min_rounds, args.max_rounds = 5, 60
 
     machine = machine_info(args.threads)
+    gate = IdleGate(enabled=not args.no_wait_idle, max_wait_s=args.max_wait)
     rows = []
     for length in tqdm(args.lengths, desc="lengths"):
-        rows.append(measure_length(length, args, args.budget / len(args.lengths)))
+        rows.append(measure_length(length, args, args.budget / len(args.lengths), gate))
         ratios = ", ".join(f"{k} {v:.2f}" for k, v in rows[-1]["attention_over_hyena"].items())
         tqdm.write(f"L={length}: attention / HyenaRec {ratios} (cpu share {rows[-1]['cpu_share']:.2f})")
-    profiles = [profile_block(length, args, steps=3 if args.quick else 5) for length in args.profile_lengths]
+    profiles = []
+    for length in args.profile_lengths:
+        gate.wait()
+        profiles.append(profile_block(length, args, steps=3 if args.quick else 5))
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["idle_gate"] = gate.summary()
     result = {
         "machine": machine,
         "settings": {

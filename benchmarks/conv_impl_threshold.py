@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import torch
+from bench_common import IdleGate, machine_info  # sibling module: same machine record, same idle gate
 from tqdm import tqdm
 
 from hyenarec_hf.modeling.modeling_hyenarec import causal_conv
@@ -31,25 +31,6 @@ from hyenarec_hf.modeling.modeling_hyenarec import causal_conv
 HERE = Path(__file__).resolve().parent
 LENGTHS = (32, 50, 100, 150, 200, 256, 300, 400, 512, 800)
 IMPLS = ("fft", "toeplitz")
-
-
-def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "python": platform.python_version(),
-        "load_average_at_start": list(os.getloadavg()),
-    }
 
 
 CLOCK = time.perf_counter  # `--cpu-time` (one thread only) switches to the thread's CPU time
@@ -62,7 +43,9 @@ def time_one(impl: str, u: torch.Tensor, kernel: torch.Tensor, grad: torch.Tenso
     return CLOCK() - start
 
 
-def measure(length: int, batch: int, channels: int, budget_s: float, min_rounds: int, max_rounds: int) -> dict:
+def measure(
+    length: int, batch: int, channels: int, budget_s: float, min_rounds: int, max_rounds: int, gate: IdleGate
+) -> dict:
     torch.manual_seed(length)
     u = torch.randn(channels, batch, length, requires_grad=True)  # channel-major, as the mixer stores it
     decay = torch.exp(-torch.linspace(0, 5, length))
@@ -70,15 +53,20 @@ def measure(length: int, batch: int, channels: int, budget_s: float, min_rounds:
     grad = torch.randn(channels, batch, length).transpose(0, 1)
     for impl in IMPLS:  # warm-up (FFT plans, allocator)
         time_one(impl, u, kernel, grad)
-    wall, cpu = time.perf_counter(), time.process_time()
+    gate.wait()
     first = {impl: time_one(impl, u, kernel, grad) for impl in IMPLS}
     rounds = int(min(max_rounds, max(min_rounds, budget_s / sum(first.values()))))
     samples = {impl: [first[impl]] for impl in IMPLS}
+    wall = cpu = 0.0
     for r in range(rounds - 1):
+        if r % 10 == 0:  # rounds are short here: check for other jobs every tenth round
+            gate.wait()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
         for impl in IMPLS if r % 2 else IMPLS[::-1]:
             samples[impl].append(time_one(impl, u, kernel, grad))
+        wall, cpu = wall + time.perf_counter() - wall0, cpu + time.process_time() - cpu0
     # CPU time our threads got per wall second and thread: ~1 on an idle machine, well below when other jobs compete.
-    cpu_share = (time.process_time() - cpu) / (time.perf_counter() - wall) / torch.get_num_threads()
+    cpu_share = cpu / max(wall, 1e-9) / torch.get_num_threads()
     best = {impl: 1e3 * min(times) for impl, times in samples.items()}
     return {
         "length": length,
@@ -153,6 +141,8 @@ def main() -> None:
         help="time with the thread's CPU clock instead of the wall clock (needs --threads 1): robust to other jobs "
         "taking the cores, not to them sharing the caches",
     )
+    parser.add_argument("--no-wait-idle", action="store_true", help="do not wait for other jobs to leave the CPUs")
+    parser.add_argument("--max-wait", type=float, default=1800.0, help="most seconds to wait for idle CPUs in total")
     parser.add_argument("--out", type=Path, default=HERE / "conv_impl_threshold")
     args = parser.parse_args()
     if args.cpu_time:
@@ -164,9 +154,10 @@ def main() -> None:
     lengths = [50, 200, 800] if args.quick and args.lengths == list(LENGTHS) else args.lengths
     budget, min_rounds = (3.0, 3) if args.quick else (args.budget, 7)
 
+    gate = IdleGate(enabled=not args.no_wait_idle, max_wait_s=args.max_wait)
     rows = []
     for length in tqdm(lengths, desc="lengths"):
-        rows.append(measure(length, args.batch, args.channels, budget, min_rounds, max_rounds=200))
+        rows.append(measure(length, args.batch, args.channels, budget, min_rounds, max_rounds=200, gate=gate))
         row = rows[-1]
         tqdm.write(
             f"L={length:5d}  fft {row['fft_ms']:8.2f} ms  toeplitz {row['toeplitz_ms']:8.2f} ms  "
@@ -179,12 +170,14 @@ def main() -> None:
             "channels": args.channels,
             "dtype": "float32",
             "clock": "thread CPU time" if args.cpu_time else "wall",
+            "budget_s_per_length": budget,
             "quick": args.quick,
         },
         "results": rows,
         "threshold": crossover(rows),
     }
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["machine"]["idle_gate"] = gate.summary()
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out.with_suffix(".md"))
     print(f"threshold = {result['threshold']}  (wrote {args.out.with_suffix('.json')} and .md)")

@@ -34,7 +34,6 @@ import ctypes
 import gc
 import json
 import os
-import platform
 import re
 import resource
 import statistics
@@ -46,6 +45,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from bench_common import IdleGate, machine_info  # sibling module: machine record, idle gate
 from torch import nn
 from tqdm import tqdm
 
@@ -179,60 +179,6 @@ def release(device: torch.device) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def memory_total_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def machine_info(threads: int, device: torch.device) -> dict:
-    info = {
-        "cpu": cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "memory_gib": memory_total_gib(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "python": platform.python_version(),
-        "device": str(device),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cuda"] = torch.version.cuda
-    info["git"] = git_state()
-    return info
-
-
-def git_state() -> dict:
-    """The commit measured and any uncommitted changes to the model code (the benchmark runs the working tree)."""
-
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(["git", *command], cwd=HERE, capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
-        "modified_model_files": [line[3:] for line in git("status", "--porcelain", "../modeling").splitlines()],
-    }
-
-
 def trim_heap() -> None:
     """Hand freed heap memory back to the OS (glibc `malloc_trim`), so the RSS baseline holds no dead pages."""
     try:
@@ -298,12 +244,13 @@ def memory_probe(name: str, length: int, args) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_memory_probe(name: str, length: int, args) -> dict:
+def run_memory_probe(name: str, length: int, args, gate: IdleGate) -> dict:
     """Run `--memory-probe` in a fresh interpreter; a probe that dies or runs too long comes back as a status."""
     command = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", name, str(length)]
     command += ["--tokens", str(args.tokens), "--threads", str(args.threads), "--device", args.device]
     command += ["--max-step-s", str(args.max_step_s)]
     timeout = 2 * args.max_step_s + 60  # imports, construction and at most two steps
+    gate.wait()
     start = time.perf_counter()
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -326,7 +273,7 @@ def run_memory_probe(name: str, length: int, args) -> dict:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def measure_training(length: int, args, skipped: dict[str, str]) -> dict:
+def measure_training(length: int, args, skipped: dict[str, str], gate: IdleGate) -> dict:
     """Time `args.warmup` + up to `args.repeats` interleaved training steps of each model not in `skipped`."""
     device = torch.device(args.device)
     batch = make_batch(length, args.tokens, device)
@@ -339,6 +286,7 @@ def measure_training(length: int, args, skipped: dict[str, str]) -> dict:
         steps["head"] = HeadStep(batch, device)
     last: dict[str, float] = {}
     for name in list(steps):
+        gate.wait()
         try:
             for _ in range(args.warmup):
                 last[name] = steps[name]()
@@ -359,13 +307,16 @@ def measure_training(length: int, args, skipped: dict[str, str]) -> dict:
     round_s = sum(last[name] for name in names)
     repeats = max(1, min(args.repeats, max(args.min_repeats, int(args.length_budget_s / max(round_s, 1e-9)))))
     samples: dict[str, list[float]] = {name: [] for name in names}
-    wall, cpu = time.perf_counter(), time.process_time()
+    elapsed = cpu = 0.0
     for r in range(repeats):
+        gate.wait()  # between rounds, never inside one: the models of a round see the same conditions
+        wall, cpu0 = time.perf_counter(), time.process_time()
         for name in names if r % 2 == 0 else names[::-1]:
             samples[name].append(steps[name]())
-    elapsed = time.perf_counter() - wall
+        elapsed += time.perf_counter() - wall
+        cpu += time.process_time() - cpu0
     # CPU time our threads got per wall second and thread: ~1 on an idle machine, well below when other jobs compete.
-    cpu_share = (time.process_time() - cpu) / max(elapsed, 1e-9) / torch.get_num_threads()
+    cpu_share = cpu / max(elapsed, 1e-9) / torch.get_num_threads()
     row = {
         "length": length,
         "batch": size,
@@ -398,7 +349,7 @@ def measure_training(length: int, args, skipped: dict[str, str]) -> dict:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def measure_latency(length: int, args) -> dict:
+def measure_latency(length: int, args, gate: IdleGate) -> dict:
     device = torch.device(args.device)
     item_ids = [str(1000 + i) for i in range(1, NUM_ITEMS + 1)]  # raw ids that are not the indices
     generator = torch.Generator().manual_seed(length)
@@ -427,6 +378,7 @@ def measure_latency(length: int, args) -> dict:
             call()
     samples = defaultdict(list)
     names = list(calls)
+    gate.wait()
     for r in range(args.latency_rounds):
         for name in names if r % 2 == 0 else names[::-1]:
             start = time.perf_counter()
@@ -451,13 +403,14 @@ def measure_latency(length: int, args) -> dict:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def profile_step(name: str, length: int, args) -> dict:
+def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
     """torch.profiler over `args.profile_steps` training steps: self time and allocated memory by op."""
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
     step = TrainStep(build_model(name, length), make_batch(length, args.tokens, device), device)
     step()
+    gate.wait()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities, profile_memory=True) as prof:
         for _ in range(args.profile_steps):
@@ -774,7 +727,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"- Machine: {hardware}, torch {m['torch']} ({m['cpu_capability']}), {m['threads']} threads, float32. Load "
         f"average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end: the cores "
         "may be shared with other jobs, so read the ratios (both models see the same conditions), not the absolute "
-        "numbers.",
+        f"numbers. {IdleGate.sentence(m.get('idle_gate'))}",
         f"- Skips: a model is dropped at a length (and all longer ones) where one step takes over {s['max_step_s']:.0f} s "
         "or runs out of memory; the table says so.",
         "",
@@ -914,6 +867,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-steps", type=int, default=2)
     parser.add_argument("--profile-max-step-s", type=float, default=10.0, help="profile no model slower than this")
     parser.add_argument("--profile-top", type=int, default=10)
+    parser.add_argument("--no-wait-idle", action="store_true", help="time rounds without waiting for idle CPUs")
+    parser.add_argument("--max-wait", type=float, default=1800.0, help="most seconds to wait for idle CPUs in all")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes (and their OOM guard)")
     parser.add_argument("--no-head", action="store_true", help="do not time the shared head alone")
     parser.add_argument("--quick", action="store_true", help="L = 50, 200, 1000, one timed round: a smoke test")
@@ -951,6 +906,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     machine = machine_info(args.threads, device)
     command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:]) if argv is None else "main(...)"
+    gate = IdleGate(enabled=not args.no_wait_idle, max_wait_s=args.max_wait)
     skipped: dict[str, str] = {}  # model -> why; once skipped, longer lengths are skipped too
     training, memory = [], []
     bar = tqdm(sorted(args.lengths), desc="lengths")
@@ -962,7 +918,7 @@ def main(argv: list[str] | None = None) -> None:
                 if name in skipped:
                     row[name] = {"status": f"skipped ({skipped[name]})"}
                     continue
-                row[name] = run_memory_probe(name, length, args)
+                row[name] = run_memory_probe(name, length, args, gate)
                 status = row[name]["status"]
                 if status != "ok":
                     skipped[name] = f"memory probe at L={length}: {status}"
@@ -972,7 +928,7 @@ def main(argv: list[str] | None = None) -> None:
             if all((row.get(n) or {}).get("status") == "ok" for n in MODELS):
                 row["memory_ratio"] = round(row["hyenarec"]["peak_growth_mb"] / row["sasrec"]["peak_growth_mb"], 4)
             memory.append(row)
-        training.append(measure_training(length, args, skipped))
+        training.append(measure_training(length, args, skipped, gate))
         t = training[-1]
         tqdm.write(
             f"L={length}: items/s "
@@ -983,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     latency = []
     for length in tqdm(args.latency_lengths, desc="latency"):
-        latency.append(measure_latency(length, args))
+        latency.append(measure_latency(length, args, gate))
     result = {
         "command": command,
         "machine": machine,
@@ -1022,8 +978,9 @@ def main(argv: list[str] | None = None) -> None:
             step_s = row["min_s"].get(name) if row else None
             if row is not None and (step_s is None or step_s > args.profile_max_step_s):
                 continue  # skipped at this length, or too slow to profile within the run's budget
-            result["profiles"].append(profile_step(name, length, args))
+            result["profiles"].append(profile_step(name, length, args, gate))
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    machine["idle_gate"] = gate.summary()
     write_reports(result, args.out)
     print_table(result)
     print(f"wrote {args.out.with_suffix('.json')}, {args.out.with_suffix('.md')} and {args.out.with_suffix('.png')}")

@@ -373,6 +373,17 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        close_process_group()
+
+
+def close_process_group() -> None:
+    """Under `accelerate launch`, leave the process group before exiting: a gloo group torn down at interpreter exit
+    can abort a process ("terminate called without an active exception") after all the work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_bert4rec import BERT4RecConfig
 from .modeling_sasrec import SASRecBlock, attention_mask_for
-from .next_item import NextItemMixin, NextItemPredictionOutput
+from .next_item import Dropout, NextItemMixin, NextItemPredictionOutput
 
 
 class BERT4RecPredictionHead(nn.Module):
@@ -98,7 +98,7 @@ class BERT4RecModel(BERT4RecPreTrainedModel):
         self.item_embeddings = nn.Embedding(config.num_items + 2, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.embedding_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([SASRecBlock(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.gradient_checkpointing = False

@@ -23,7 +23,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_gru4rec import GRU4RecConfig
-from .next_item import NextItemMixin, NextItemPredictionOutput
+from .next_item import Dropout, NextItemMixin, NextItemPredictionOutput
 
 
 def roll_rows(values: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -83,7 +83,7 @@ class GRU4RecModel(GRU4RecPreTrainedModel):
     def __init__(self, config: GRU4RecConfig):
         super().__init__(config)
         self.item_embeddings = nn.Embedding(config.num_items + 1, config.embedding_size, padding_idx=0)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.gru = nn.GRU(config.embedding_size, config.hidden_size, config.num_hidden_layers, batch_first=True)
         self.projection = nn.Linear(config.hidden_size, config.embedding_size)
         self.post_init()

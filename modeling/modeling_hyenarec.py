@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput, logging
 
 from .configuration_hyenarec import HyenaRecConfig
-from .next_item import NextItemMixin, NextItemPredictionOutput
+from .next_item import Dropout, NextItemMixin, NextItemPredictionOutput
 
 logger = logging.get_logger(__name__)
 
@@ -484,7 +484,7 @@ class HyenaRecFeedForward(nn.Module):
         super().__init__()
         self.up = nn.Linear(config.hidden_size, config.intermediate_size)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.down(self.dropout(F.gelu(self.up(hidden_states))))
@@ -499,7 +499,7 @@ class HyenaRecBlock(GradientCheckpointingLayer):
         self.mixer = HyenaRecMixer(config)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = HyenaRecFeedForward(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.dropout(self.mixer(self.mixer_norm(hidden_states), mask))
@@ -585,7 +585,7 @@ class HyenaRecModel(HyenaRecPreTrainedModel):
         self.position_embeddings = (
             nn.Embedding(config.max_position_embeddings, config.hidden_size) if config.use_position_embeddings else None
         )
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([HyenaRecBlock(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.gradient_checkpointing = False

@@ -22,7 +22,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from .configuration_sasrec import SASRecConfig
-from .next_item import NextItemMixin, NextItemPredictionOutput
+from .next_item import Dropout, NextItemMixin, NextItemPredictionOutput
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Functions
@@ -76,7 +76,7 @@ class SASRecFeedForward(nn.Module):
         self.up = nn.Linear(config.hidden_size, config.intermediate_size)
         self.down = nn.Linear(config.intermediate_size, config.hidden_size)
         self.act = F.gelu if config.hidden_act == "gelu" else F.relu
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.down(self.dropout(self.act(self.up(hidden_states))))
@@ -93,7 +93,7 @@ class SASRecBlock(GradientCheckpointingLayer):
         self.attention = SASRecAttention(config)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = SASRecFeedForward(config)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden_states = hidden_states + self.dropout(self.attention(self.attention_norm(hidden_states), attention_mask))
@@ -152,7 +152,7 @@ class SASRecModel(SASRecPreTrainedModel):
         super().__init__(config)
         self.item_embeddings = nn.Embedding(config.num_items + 1, config.hidden_size, padding_idx=0)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.layers = nn.ModuleList([SASRecBlock(config) for _ in range(config.num_hidden_layers)])
         self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.gradient_checkpointing = False

@@ -46,6 +46,7 @@ def evaluate_worker(model_dir: str, data_file: str, out_dir: str) -> None:
     """Run under `accelerate launch`: the Trainer's evaluation of a saved model on the test split, for each eval batch
     size; every process writes what it computed."""
     from hyenarec_hf.checkpoint import load_model
+    from hyenarec_hf.cli import close_process_group
     from hyenarec_hf.collator import add_eval_index
     from hyenarec_hf.data import ItemVocab, build_splits, read_seq
     from hyenarec_hf.training import TrainSettings, build_trainer
@@ -59,6 +60,7 @@ def evaluate_worker(model_dir: str, data_file: str, out_dir: str) -> None:
         metrics = trainer.evaluate(add_eval_index(splits["test"]), metric_key_prefix="test")
         results[batch_size] = {"world_size": trainer.args.world_size, "metrics": metrics}
     Path(out_dir, f"rank{trainer.args.process_index}.json").write_text(json.dumps(results))
+    close_process_group()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["evaluate-worker"]:

@@ -1,0 +1,113 @@
+"""Which parts of HyenaRec earn their place: ablations on ML-1M (max length 200), one harness, one budget.
+
+Every variant is the default HyenaRec with one config field changed (`hyenarec train --set FIELD=VALUE`), trained
+with the same settings (`--lr`, `--epochs` with a cosine schedule, `--seeds`), evaluated with full ranking, seen items
+excluded, at the best validation epoch. Runs go through `benchmarks/accuracy.py`'s runner (one `hyenarec train`
+process per run, cached in `runs/ablations/`).
+
+    python benchmarks/ablations.py                       # every variant, 1 seed, 10 epochs (~45 min on 2 cores)
+    python benchmarks/ablations.py --variants full no_short --seeds 42 43
+    python benchmarks/ablations.py --report-only
+
+Writes `benchmarks/ablations.json` and `benchmarks/ablations.md`. A short budget ranks the variants by how fast they
+learn as much as by where they end; the markdown says which budget it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from accuracy import ROOT, train_once  # sibling script: the same runner and cache
+
+HERE = Path(__file__).resolve().parent
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "full": ("HyenaRec (Legendre order 16, long + short branch)", ()),
+    "implicit": ("filter_type = implicit (Hyena MLP filter)", ("filter_type=implicit",)),
+    "hybrid": ("filter_type = hybrid (Legendre + implicit)", ("filter_type=hybrid",)),
+    "no_short": ("without the gated short branch", ("use_short_branch=false",)),
+    "no_long": ("without the long convolution branch", ("use_long_branch=false",)),
+    "order4": ("legendre_order = 4", ("legendre_order=4",)),
+    "order8": ("legendre_order = 8", ("legendre_order=8",)),
+    "order28": ("legendre_order = 28 (= 2 sqrt(200))", ("legendre_order=28",)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "ablations")
+    parser.add_argument("--out", type=Path, default=HERE / "ablations")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+
+    json_path = args.out.with_suffix(".json")
+    if args.report_only:
+        write_markdown(json.loads(json_path.read_text()), args.out.with_suffix(".md"))
+        return
+    runs = []
+    for name in args.variants:
+        for seed in args.seeds:
+            run = train_once("ml-1m", "hyenarec", args.lr, seed, args, overrides=VARIANTS[name][1], variant=name)
+            runs.append(dict(run, variant=name))
+    done = {r["variant"] for r in runs}
+    if json_path.exists():  # keep variants measured earlier with the same settings
+        old = json.loads(json_path.read_text())
+        if old["settings"] == settings_of(args):
+            runs = [r for r in old["runs"] if r["variant"] not in done] + runs
+    result = {"settings": settings_of(args), "runs": runs}
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result, args.out.with_suffix(".md"))
+    print(args.out.with_suffix(".md").read_text())
+
+
+def settings_of(args: argparse.Namespace) -> dict:
+    return {"dataset": "ml-1m", "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    s = result["settings"]
+    lines = [
+        "# Ablations: HyenaRec on ML-1M (max length 200)",
+        "",
+        f"Produced by `python benchmarks/ablations.py` with lr {s['lr']:g}, {s['epochs']} epochs (cosine, 2% warm-up)"
+        + (f", at most {s['minutes']} min" if s["minutes"] else "")
+        + (", bf16 autocast" if s["bf16"] else ", fp32")
+        + ". Full ranking, seen items excluded, test metrics at the best validation epoch; mean over seeds. "
+        "A short budget: the ranking says which variant learns best in that budget, not where each ends.",
+        "",
+        "| variant | seeds | val NDCG@10 | test NDCG@10 | test HR@10 | Δ test NDCG@10 vs full | s / epoch | params |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    by_variant: dict[str, list[dict]] = {}
+    for r in result["runs"]:
+        by_variant.setdefault(r["variant"], []).append(r)
+
+    def mean(runs: list[dict], split: str, metric: str) -> float:
+        return statistics.fmean(r[split][metric] for r in runs)
+
+    full = mean(by_variant["full"], "test", "ndcg@10_full") if "full" in by_variant else None
+    for name in VARIANTS:
+        if name not in by_variant:
+            continue
+        runs = by_variant[name]
+        ndcg = mean(runs, "test", "ndcg@10_full")
+        delta = f"{ndcg - full:+.4f}" if full is not None and name != "full" else "–"
+        lines.append(
+            f"| {VARIANTS[name][0]} | {len(runs)} | {mean(runs, 'validation_best', 'ndcg@10_full'):.4f} | "
+            f"{ndcg:.4f} | {mean(runs, 'test', 'hr@10_full'):.4f} | {delta} | "
+            f"{statistics.fmean(r['seconds_per_epoch'] for r in runs):.0f} | {runs[0]['num_parameters']:,} |"
+        )
+    lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in result["runs"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,375 @@
+"""HyenaRec against SASRec, BERT4Rec, GRU4Rec and most-popular, in one harness, on the datasets of `../shared/data`.
+
+Protocol (the same for every model): leave-one-out by time, full ranking over all items, seen items excluded,
+ties broken against the target; HR/NDCG/MRR@10 on the test split, with the best epoch chosen on validation NDCG@10.
+
+Tuning budget (the same for every model): for each (dataset, model) the learning rate is picked from `--lrs` on
+validation NDCG@10 with the first seed; the other seeds run at that learning rate; the table shows the test mean and
+spread (sample std) over the seeds. Every run trains for `--epochs` epochs (cosine schedule, 2% warm-up, AdamW,
+batch 128, the model's default architecture) or until `--minutes` of wall time, whichever comes first, and keeps the
+best validation epoch. Each run is one `hyenarec train` process; its folder under `--runs-dir` holds its
+`results.json`, and a run whose folder already holds results for the same command is not run again (so a long sweep
+can be stopped and resumed).
+
+    python benchmarks/accuracy.py --datasets beauty                    # every model, 3 seeds, default grid
+    python benchmarks/accuracy.py --datasets ml-1m --models hyenarec sasrec --seeds 42 --epochs 40 --minutes 28
+    python benchmarks/accuracy.py --report-only                        # rewrite the .md from the saved .json
+
+Writes `benchmarks/accuracy.json` (every run, merged with the runs already recorded there) and `benchmarks/accuracy.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = ROOT.parent / "shared" / "data"
+
+DATASETS = {
+    "ml-1m": {"file": DATA / "ml-1m" / "ml-1m.txt.gz", "max_length": 200, "label": "ML-1M (L = 200)"},
+    "beauty": {"file": DATA / "amazon-beauty" / "Beauty.txt", "max_length": 50, "label": "Amazon Beauty (L = 50)"},
+    "video": {
+        "file": DATA / "amazon-video-games" / "Video.txt",
+        "max_length": 50,
+        "label": "Amazon Video Games (L = 50)",
+    },
+}
+MODELS = ("hyenarec", "sasrec", "bert4rec", "gru4rec")
+LABELS = {
+    "hyenarec": "HyenaRec",
+    "sasrec": "SASRec",
+    "bert4rec": "BERT4Rec",
+    "gru4rec": "GRU4Rec",
+    "mostpop": "MostPop",
+}
+
+# Published full-ranking, leave-one-out, seen-excluded numbers (`../shared/DESIGN.md` section 4 and
+# `../shared/research/accuracy_anchors.md`): (model, HR@10, NDCG@10, source).
+ANCHORS = {
+    "ml-1m": [
+        ("SASRec (CE)", 0.3181, 0.1902, "LRURec Tab. 3"),
+        ("BERT4Rec", 0.3089, 0.1638, "LRURec Tab. 3"),
+        ("GRU4Rec", 0.2962, 0.1693, "LRURec Tab. 3"),
+        ("LRURec", 0.3264, 0.1930, "LRURec Tab. 3"),
+    ],
+    "beauty": [
+        ("SASRec + sampled softmax", 0.0921, 0.0531, "eSASRec README"),
+        ("BSARec", 0.1008, 0.0611, "BSARec repo log"),
+    ],
+    "video": [
+        ("SASRec (CE)", 0.1091, 0.0583, "LRURec Tab. 3 (Video-LRU)"),
+        ("GRU4Rec", 0.0951, 0.0508, "LRURec Tab. 3"),
+        ("LRURec", 0.1134, 0.0620, "LRURec Tab. 3"),
+    ],
+}
+TARGETS = {"ml-1m": 0.193, "beauty": 0.055}  # issue targets for HyenaRec's test NDCG@10
+METRICS = ("ndcg@10_full", "hr@10_full", "mrr@10_full")
+
+
+def run_command(
+    dataset: str, model: str, lr: float, seed: int, args: argparse.Namespace, out: Path, overrides: tuple[str, ...] = ()
+) -> list[str]:
+    spec = DATASETS[dataset]
+    command = ["hyenarec", "train", "--data-file", str(spec["file"]), "--output-dir", str(out), "--model", model]
+    command += ["--max-length", str(spec["max_length"]), "--lr", str(lr), "--lr-scheduler", "cosine"]
+    command += ["--warmup", "0.02", "--epochs", str(args.epochs), "--patience", str(args.epochs), "--seed", str(seed)]
+    command += ["--num-sampled", "0"]
+    if args.minutes:
+        command += ["--max-train-minutes", str(args.minutes)]
+    if args.bf16:
+        command += ["--bf16"]
+    for override in overrides:  # model config fields, e.g. "use_short_branch=false"
+        command += ["--set", override]
+    return command
+
+
+def relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def train_once(
+    dataset: str,
+    model: str,
+    lr: float,
+    seed: int,
+    args: argparse.Namespace,
+    overrides: tuple[str, ...] = (),
+    variant: str | None = None,
+) -> dict:
+    out = args.runs_dir / dataset / (variant or model) / f"lr{lr:g}-seed{seed}"
+    command = run_command(dataset, model, lr, seed, args, out, overrides)
+    shown = shlex.join(["hyenarec", *command[1:]]).replace(str(DATA), "../shared/data").replace(str(ROOT) + "/", "")
+    results_file = out / "results.json"
+    if results_file.exists():
+        saved = json.loads(results_file.read_text())
+        if saved.get("accuracy_command") == shown:
+            print(f"[cached] {shown}", flush=True)
+            return record(dataset, model, lr, seed, saved, shown, out)
+    print(f"[run] {shown}", flush=True)
+    start = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        # One failed run must not take a long sweep down: say so loudly, record it, go on with the rest.
+        print(f"[failed] rc={proc.returncode}: {shown}\n{proc.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return {
+            "dataset": dataset,
+            "model": model,
+            "lr": lr,
+            "seed": seed,
+            "failed": proc.stderr[-3000:],
+            "command": shown,
+            "folder": relative(out),
+        }
+    saved = json.loads(results_file.read_text())
+    saved["accuracy_command"] = shown
+    saved["wall_seconds"] = round(time.perf_counter() - start, 1)
+    results_file.write_text(json.dumps(saved, indent=2) + "\n")
+    return record(dataset, model, lr, seed, saved, shown, out)
+
+
+def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command: str, out: Path) -> dict:
+    epochs = float(saved["epochs_run"])
+    return {
+        "dataset": dataset,
+        "model": model,
+        "lr": lr,
+        "seed": seed,
+        "test": {m: saved["test"][m] for m in METRICS},
+        "validation_best": {m: saved["validation_best"][m] for m in METRICS},
+        "epochs_run": epochs,
+        "best_epoch": saved["validation_best"].get("epoch"),
+        "train_seconds": saved["train_seconds"],
+        "seconds_per_epoch": round(saved["train_seconds"] / max(epochs, 1e-9), 1),
+        "num_parameters": saved["num_parameters"],
+        "command": command,
+        "folder": relative(out),
+    }
+
+
+def most_popular(dataset: str) -> dict:
+    from hyenarec_hf.data import build_splits, load_interactions
+    from hyenarec_hf.popularity import MostPopular
+
+    splits, vocab = build_splits(load_interactions(DATASETS[dataset]["file"]))
+    test = MostPopular(num_items=len(vocab)).fit(splits["train"]).evaluate(splits["test"])
+    validation = MostPopular(num_items=len(vocab)).fit(splits["train"]).evaluate(splits["validation"])
+    return {
+        "dataset": dataset,
+        "model": "mostpop",
+        "lr": None,
+        "seed": None,
+        "test": {m: test[m] for m in METRICS},
+        "validation_best": {m: validation[m] for m in METRICS},
+        "command": "MostPopular(num_items=len(vocab)).fit(train).evaluate(test)",
+    }
+
+
+def sweep(args: argparse.Namespace) -> list[dict]:
+    runs: list[dict] = []
+    for dataset in args.datasets:
+        if not DATASETS[dataset]["file"].exists():
+            raise SystemExit(f"{DATASETS[dataset]['file']} is missing: put ../shared/data beside the project.")
+        runs.append(most_popular(dataset))
+        for model in args.models:
+            first, rest = args.seeds[0], args.seeds[1:]
+            grid = [train_once(dataset, model, lr, first, args) for lr in args.lrs]
+            failed = [r for r in grid if "failed" in r]
+            grid = [r for r in grid if "failed" not in r]
+            runs += failed
+            if not grid:
+                continue
+            best = max(grid, key=lambda r: r["validation_best"]["ndcg@10_full"])
+            for r in grid:
+                r["grid"] = True
+                r["selected"] = r is best
+            runs += grid
+            runs += [dict(train_once(dataset, model, best["lr"], seed, args), selected=True) for seed in rest]
+    budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+    for r in runs:
+        if r["model"] != "mostpop":
+            r["budget"] = budget
+    for dataset, model, path in args.import_run or []:
+        runs.append(imported(dataset, model, Path(path)))
+    return runs
+
+
+def imported(dataset: str, model: str, results_file: Path) -> dict:
+    """A run made outside this script (e.g. the main job), read from its `results.json`."""
+    saved = json.loads(results_file.read_text())
+    s = saved["settings"]
+    row = record(dataset, model, s["learning_rate"], s["seed"], saved, saved.get("command", "?"), results_file.parent)
+    row["budget"] = {
+        "lrs": [s["learning_rate"]],
+        "epochs": s["epochs"],
+        "minutes": s.get("max_train_minutes"),
+        "bf16": s.get("bf16", False),
+        "imported": relative(results_file),
+    }
+    return row
+
+
+def ok(runs: list[dict]) -> list[dict]:
+    return [r for r in runs if "failed" not in r]
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    runs = ok(runs)
+    rows = []
+    keys = sorted({(r["dataset"], r["model"]) for r in runs}, key=lambda k: (list(DATASETS).index(k[0]), k[1]))
+    for dataset, model in keys:
+        chosen = [r for r in runs if r["dataset"] == dataset and r["model"] == model and r.get("selected", True)]
+        row = {"dataset": dataset, "model": model, "seeds": len(chosen), "lr": chosen[0]["lr"]}
+        row["budget"] = chosen[0].get("budget")
+        for metric in METRICS:
+            values = [r["test"][metric] for r in chosen]
+            row[metric] = statistics.fmean(values)
+            row[metric + "_std"] = statistics.stdev(values) if len(values) > 1 else None
+        row["seconds_per_epoch"] = (
+            statistics.fmean([r["seconds_per_epoch"] for r in chosen if "seconds_per_epoch" in r] or [0]) or None
+        )
+        row["epochs_run"] = [r.get("epochs_run") for r in chosen]
+        row["grid"] = {
+            f"{r['lr']:g}": round(r["validation_best"]["ndcg@10_full"], 4)
+            for r in runs
+            if r["dataset"] == dataset and r["model"] == model and r.get("grid")
+        }
+        rows.append(row)
+    return rows
+
+
+def cell(row: dict, metric: str) -> str:
+    std = row.get(metric + "_std")
+    return f"{row[metric]:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    lines = [
+        "# Accuracy: HyenaRec and the baselines in one harness",
+        "",
+        "Produced by `python benchmarks/accuracy.py` (see its docstring); regenerate the text with `--report-only`.",
+        "",
+        "Protocol: leave-one-out by time, full ranking over all items, seen items excluded, ties against the target; "
+        "test metrics at the best validation NDCG@10 epoch. Mean ± sample std over the seeds (`seeds`).",
+        "",
+        "Tuning: for each (dataset, model) the learning rate is picked from the grid in the `budget` column on "
+        "validation NDCG@10 with the first seed; every run uses a cosine schedule over its epochs with 2% warm-up, "
+        "AdamW, batch 128 and the model's default architecture (`hyenarec_hf.<Model>Config()`). `budget` gives the "
+        "grid, the epochs, the wall-clock cap and the precision of that row's runs; rows of one table compare fairly "
+        "only where their budgets agree, and the text under each table says where they do not.",
+        "",
+    ]
+    for dataset in DATASETS:
+        rows = [r for r in result["summary"] if r["dataset"] == dataset]
+        if not rows:
+            continue
+        lines += [
+            f"## {DATASETS[dataset]['label']}",
+            "",
+            "| model | seeds | lr (grid: val NDCG@10) | NDCG@10 | HR@10 | MRR@10 | s / epoch | epochs run | budget |",
+            "|---|---:|---|---:|---:|---:|---:|---|---|",
+        ]
+        for r in rows:
+            grid = ", ".join(f"{k}: {v:.4f}" for k, v in r["grid"].items()) or "–"
+            lr = f"{r['lr']:g} ({grid})" if r["lr"] is not None else "–"
+            spe = f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "–"
+            epochs = ", ".join(f"{e:.0f}" for e in r["epochs_run"] if e is not None) or "–"
+            lines.append(
+                f"| {LABELS[r['model']]} | {r['seeds']} | {lr} | {cell(r, 'ndcg@10_full')} | "
+                f"{cell(r, 'hr@10_full')} | {cell(r, 'mrr@10_full')} | {spe} | {epochs} | {budget_text(r.get('budget'))} |"
+            )
+        lines += ["", "Published (same protocol, other pipelines; see `../shared/research/accuracy_anchors.md`):", ""]
+        lines += ["| model | HR@10 | NDCG@10 | source |", "|---|---:|---:|---|"]
+        lines += [f"| {m} | {hr:.4f} | {nd:.4f} | {src} |" for m, hr, nd, src in ANCHORS[dataset]]
+        lines += ["", verdict(dataset, rows), ""]
+    lines += ["## Every run", "", "| dataset | model | lr | seed | val NDCG@10 | test NDCG@10 | command |"]
+    lines += ["|---|---|---:|---:|---:|---:|---|"]
+    for r in ok(result["runs"]):
+        if r["model"] == "mostpop":
+            continue
+        lines.append(
+            f"| {r['dataset']} | {LABELS[r['model']]} | {r['lr']:g} | {r['seed']} | "
+            f"{r['validation_best']['ndcg@10_full']:.4f} | {r['test']['ndcg@10_full']:.4f} | `{r['command']}` |"
+        )
+    failed = [r for r in result["runs"] if "failed" in r]
+    if failed:
+        lines += ["", "Failed runs (not in the tables; the error is in `accuracy.json`):", ""]
+        lines += [f"- `{r['command']}`" for r in failed]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def budget_text(budget: dict | None) -> str:
+    if not budget:
+        return "–"
+    text = f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
+    text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
+    text += ", bf16" if budget.get("bf16") else ", fp32"
+    text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
+    return text
+
+
+def verdict(dataset: str, rows: list[dict]) -> str:
+    by_model = {r["model"]: r for r in rows}
+    hyena = by_model.get("hyenarec")
+    if hyena is None:
+        return "HyenaRec was not run on this dataset."
+    parts = []
+    if "sasrec" in by_model:
+        diff = hyena["ndcg@10_full"] - by_model["sasrec"]["ndcg@10_full"]
+        parts.append(
+            f"HyenaRec {'matches or beats' if diff >= 0 else 'trails'} SASRec of this harness by {diff:+.4f} NDCG@10."
+        )
+    if dataset in TARGETS:
+        met = hyena["ndcg@10_full"] >= TARGETS[dataset]
+        parts.append(f"Target NDCG@10 >= {TARGETS[dataset]}: **{'met' if met else 'not met'}**.")
+    return " ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3], help="learning-rate grid")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs per run (cosine schedule over them)")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap per run (after the epoch)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "accuracy")
+    parser.add_argument("--out", type=Path, default=HERE / "accuracy")
+    parser.add_argument(
+        "--import-run",
+        nargs=3,
+        action="append",
+        metavar=("DATASET", "MODEL", "RESULTS_JSON"),
+        help="add a run made elsewhere (e.g. the main job's results.json) to the table",
+    )
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+
+    json_path = args.out.with_suffix(".json")
+    if args.report_only:
+        write_markdown(json.loads(json_path.read_text()), args.out.with_suffix(".md"))
+        return
+    runs = sweep(args)
+    # Merge with runs recorded before (other datasets or models); a (dataset, model) run now replaces its old rows.
+    done = {(r["dataset"], r["model"]) for r in runs}
+    if json_path.exists():
+        runs = [r for r in json.loads(json_path.read_text())["runs"] if (r["dataset"], r["model"]) not in done] + runs
+    result = {"runs": runs, "summary": summarise(runs), "python": sys.version.split()[0]}
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    write_markdown(result, args.out.with_suffix(".md"))
+    print(args.out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
