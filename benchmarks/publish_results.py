@@ -1,0 +1,208 @@
+"""Regenerate the README's benchmark summary from the committed JSON in `benchmarks/` (nothing is typed by hand).
+
+    python benchmarks/publish_results.py   # README's <!-- bench:... --> block, model_card.md's <!-- baselines:... -->
+
+Sources: `block_speed.json`, `scaling_cpu.json` (and `scaling_cuda.json` when present), `accuracy.json`,
+`ablations.json`. A missing file is said to be missing in the block, never filled in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+LABELS = {
+    "hyenarec": "HyenaRec",
+    "sasrec": "SASRec",
+    "bert4rec": "BERT4Rec",
+    "gru4rec": "GRU4Rec",
+    "mostpop": "MostPop",
+}
+DATASET_LABELS = {"ml-1m": "ML-1M (L = 200)", "beauty": "Amazon Beauty (L = 50)", "video": "Video Games (L = 50)"}
+
+
+def load(name: str) -> dict | None:
+    path = HERE / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def block_speed_section(result: dict | None) -> list[str]:
+    lines = ["### One block: HyenaRec vs causal attention (`benchmarks/block_speed.md`)", ""]
+    if result is None:
+        return lines + ["Not measured yet (`python benchmarks/block_speed.py`).", ""]
+    lines += [
+        "Forward + backward of one block (hidden 64, 16,384 tokens per batch, 2 CPU threads, fp32). Ratio = "
+        "attention time / HyenaRec time (> 1: HyenaRec faster). Reproduce: `python benchmarks/block_speed.py`.",
+        "",
+        "| L | " + " | ".join(str(r["length"]) for r in result["results"]) + " |",
+        "|---|" + "---:|" * len(result["results"]),
+        "| block ratio (`auto`) | "
+        + " | ".join(f"{r['attention_over_hyena']['auto']:.2f}" for r in result["results"])
+        + " |",
+    ]
+    if all("mixer_attention_over_hyena" in r for r in result["results"]):
+        lines.append(
+            "| token mixer only | "
+            + " | ".join(f"{r['mixer_attention_over_hyena']:.2f}" for r in result["results"])
+            + " |"
+        )
+    by_length = {r["length"]: r["attention_over_hyena"]["auto"] for r in result["results"]}
+    lines += [
+        "",
+        f"Targets: >= 1 at L = 200 (measured {by_length.get(200, float('nan')):.2f}), >= 6 at L = 4096 "
+        f"(measured {by_length.get(4096, float('nan')):.2f}).",
+        "",
+    ]
+    return lines
+
+
+def scaling_section(result: dict | None, device: str) -> list[str]:
+    lines = [f"### Training throughput and memory vs history length, {device} (`benchmarks/scaling_{device}.md`)", ""]
+    if result is None:
+        return lines + [f"Not measured on {device} yet (`python benchmarks/scaling.py`).", ""]
+    memory = {m["length"]: m.get("memory_ratio") for m in result.get("memory", [])}
+    rows = result["training"]
+    lines += [
+        "HyenaRec / SASRec, same width, depth and tokens per batch, one full training step (head included). "
+        f"Reproduce: `{result.get('command', 'python benchmarks/scaling.py')}`.",
+        "",
+        "| L | " + " | ".join(str(r["length"]) for r in rows) + " |",
+        "|---|" + "---:|" * len(rows),
+        "| throughput ratio (items/s) | "
+        + " | ".join(f"{r['throughput_ratio_min']:.2f}" if r.get("throughput_ratio_min") else "–" for r in rows)
+        + " |",
+        "| peak memory ratio | "
+        + " | ".join(f"{memory[r['length']]:.2f}" if memory.get(r["length"]) else "–" for r in rows)
+        + " |",
+        "",
+    ]
+    for target in result.get("targets", []):
+        value = "not measured" if target["value"] is None else f"{target['value']:.2f}"
+        verdict = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
+        lines.append(f"- {target['target']}: {value}, {verdict}")
+    for lat in result.get("latency", []):
+        median = lat["median_ms"]
+        lines.append(
+            f"- top-10 for one user at L = {lat['length']} (`recommend`, median): HyenaRec "
+            f"{median['hyenarec/recommend']:.1f} ms, SASRec {median['sasrec/recommend']:.1f} ms"
+        )
+    return lines + [""]
+
+
+def accuracy_section(result: dict | None) -> list[str]:
+    lines = ["### Accuracy against the baselines (`benchmarks/accuracy.md`)", ""]
+    if result is None:
+        return lines + ["Not measured yet (`python benchmarks/accuracy.py`).", ""]
+    lines += [
+        "Full ranking, leave-one-out, seen items excluded, test metrics at the best validation epoch. The budget of "
+        "each row (learning-rate grid, epochs, wall-clock cap) is in `benchmarks/accuracy.md`, with every run's "
+        "command. Reproduce: `python benchmarks/accuracy.py` with the options given there.",
+        "",
+        "| dataset | model | seeds | NDCG@10 | HR@10 | MRR@10 | budget |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in result["summary"]:
+        budget = row.get("budget") or {}
+        text = (
+            f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
+            + (f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else "")
+            if budget
+            else "–"
+        )
+        lines.append(
+            f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]} | {row['seeds']} | "
+            f"{row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | {row['mrr@10_full']:.4f} | {text} |"
+        )
+    return lines + [""]
+
+
+def ablation_section(result: dict | None) -> list[str]:
+    lines = ["### Ablations on ML-1M (`benchmarks/ablations.md`)", ""]
+    if result is None:
+        return lines + ["Not measured yet (`python benchmarks/ablations.py`).", ""]
+    s = result["settings"]
+    lines += [
+        f"Each variant changes one config field; lr {s['lr']:g}, {s['epochs']} epochs (a short budget), "
+        "test NDCG@10 at the best validation epoch. Reproduce: "
+        f"`python benchmarks/ablations.py --epochs {s['epochs']}{' --bf16' if s['bf16'] else ''}`.",
+        "",
+        "| variant | test NDCG@10 | test HR@10 | s / epoch |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in result["runs"]:
+        lines.append(
+            f"| {r['variant']} | {r['test']['ndcg@10_full']:.4f} | {r['test']['hr@10_full']:.4f} | "
+            f"{r['seconds_per_epoch']:.0f} |"
+        )
+    return lines + [""]
+
+
+CARD_START, CARD_END = "<!-- baselines:start -->", "<!-- baselines:end -->"
+
+
+def card_baselines_block(result: dict | None) -> str:
+    """The ML-1M rows of `accuracy.json` for `model_card.md` (results with baselines, same harness)."""
+    lines = [CARD_START, "### Baselines on ML-1M, same harness (`benchmarks/accuracy.md`)", ""]
+    rows = [r for r in (result or {}).get("summary", []) if r["dataset"] == "ml-1m"]
+    if not rows:
+        lines += ["Not measured yet (`python benchmarks/accuracy.py --datasets ml-1m`).", CARD_END]
+        return "\n".join(lines)
+    lines += [
+        "Same data, split, protocol and pipeline; each row's training budget (epochs, wall-clock cap, learning rate) "
+        "is in the last column and in `benchmarks/accuracy.md`, with every run's command.",
+        "",
+        "| model | test NDCG@10 | test HR@10 | test MRR@10 | budget |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        budget = row.get("budget") or {}
+        text = (
+            f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
+            + (f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else "")
+            if budget
+            else "no training"
+        )
+        lines.append(
+            f"| {LABELS[row['model']]} | {row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | "
+            f"{row['mrr@10_full']:.4f} | {text} |"
+        )
+    lines.append(CARD_END)
+    return "\n".join(lines)
+
+
+def replace_between(path: Path, start: str, end: str, block: str) -> None:
+    text = path.read_text()
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    lines = [
+        START,
+        "## Benchmarks",
+        "",
+        "Generated by `python benchmarks/publish_results.py` from the committed JSON.",
+        "",
+    ]
+    lines += block_speed_section(load("block_speed.json"))
+    lines += scaling_section(load("scaling_cpu.json"), "cpu")
+    if load("scaling_cuda.json"):
+        lines += scaling_section(load("scaling_cuda.json"), "cuda")
+    lines += accuracy_section(load("accuracy.json"))
+    lines += ablation_section(load("ablations.json"))
+    lines.append(END)
+    block = "\n".join(lines)
+    replace_between(ROOT / "README.md", START, END, block)
+    replace_between(ROOT / "model_card.md", CARD_START, CARD_END, card_baselines_block(load("accuracy.json")))
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
