@@ -12,17 +12,12 @@ import json
 import re
 from pathlib import Path
 
+from accuracy import DATASETS, LABELS, budget_text  # sibling script: the same labels and budget wording
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-LABELS = {
-    "hyenarec": "HyenaRec",
-    "sasrec": "SASRec",
-    "bert4rec": "BERT4Rec",
-    "gru4rec": "GRU4Rec",
-    "mostpop": "MostPop",
-}
-DATASET_LABELS = {"ml-1m": "ML-1M (L = 200)", "beauty": "Amazon Beauty (L = 50)", "video": "Video Games (L = 50)"}
+DATASET_LABELS = {name: spec["label"] for name, spec in DATASETS.items()}
 
 
 def load(name: str) -> dict | None:
@@ -106,13 +101,7 @@ def accuracy_section(result: dict | None) -> list[str]:
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for row in result["summary"]:
-        budget = row.get("budget") or {}
-        text = (
-            f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
-            + (f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else "")
-            if budget
-            else "–"
-        )
+        text = budget_text(row.get("budget")) if row.get("budget") else "–"
         lines.append(
             f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]} | {row['seeds']} | "
             f"{row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | {row['mrr@10_full']:.4f} | {text} |"
@@ -159,13 +148,7 @@ def card_baselines_block(result: dict | None) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for row in rows:
-        budget = row.get("budget") or {}
-        text = (
-            f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
-            + (f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else "")
-            if budget
-            else "no training"
-        )
+        text = budget_text(row.get("budget")) if row.get("budget") else "no training"
         lines.append(
             f"| {LABELS[row['model']]} | {row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | "
             f"{row['mrr@10_full']:.4f} | {text} |"

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_common import cpu_name  # sibling module
 from tqdm import tqdm
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
@@ -43,16 +44,6 @@ HERE = Path(__file__).resolve().parent
 NUM_ITEMS, HIDDEN, LAYERS, LENGTH, K = 3416, 64, 2, 200, 10
 BATCHES = (1, 64, 256)
 PATHS = ("recommend", "forward", "exported-toeplitz", "exported-fft")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
