@@ -106,6 +106,12 @@ def relative(path: Path) -> str:
         return str(path)
 
 
+def default_dropout(model: str) -> float:
+    from hyenarec_hf.training import MODEL_REGISTRY
+
+    return MODEL_REGISTRY[model][0]().hidden_dropout_prob
+
+
 def train_once(
     dataset: str,
     model: str,
@@ -114,8 +120,15 @@ def train_once(
     args: argparse.Namespace,
     overrides: tuple[str, ...] = (),
     variant: str | None = None,
+    dropout: float | None = None,
 ) -> dict:
-    out = args.runs_dir / dataset / (variant or model) / f"lr{lr:g}-seed{seed}"
+    """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default)."""
+    if dropout is not None and dropout == default_dropout(model):
+        dropout = None  # the default configuration: same run, same folder, same cache as without the grid
+    tag = "" if dropout is None else f"-do{dropout:g}"
+    if dropout is not None:
+        overrides = (*overrides, f"hidden_dropout_prob={dropout}")
+    out = args.runs_dir / dataset / (variant or model) / f"lr{lr:g}{tag}-seed{seed}"
     command = run_command(dataset, model, lr, seed, args, out, overrides)
     shown = shlex.join(["hyenarec", *command[1:]]).replace(str(DATA), "../shared/data").replace(str(ROOT) + "/", "")
     results_file = out / "results.json"
@@ -191,7 +204,12 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         runs.append(most_popular(dataset))
         for model in args.models:
             first, rest = args.seeds[0], args.seeds[1:]
-            grid = [train_once(dataset, model, lr, first, args) for lr in args.lrs]
+            dropouts = getattr(args, "dropouts", None) or [None]
+            grid = [
+                dict(train_once(dataset, model, lr, first, args, dropout=d), dropout=d)
+                for lr in args.lrs
+                for d in dropouts
+            ]
             failed = [r for r in grid if "failed" in r]
             grid = [r for r in grid if "failed" not in r]
             runs += failed
@@ -202,8 +220,17 @@ def sweep(args: argparse.Namespace) -> list[dict]:
                 r["grid"] = True
                 r["selected"] = r is best
             runs += grid
-            runs += [dict(train_once(dataset, model, best["lr"], seed, args), selected=True) for seed in rest]
+            runs += [
+                dict(
+                    train_once(dataset, model, best["lr"], seed, args, dropout=best["dropout"]),
+                    selected=True,
+                    dropout=best["dropout"],
+                )
+                for seed in rest
+            ]
     budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+    if getattr(args, "dropouts", None):
+        budget["dropouts"] = args.dropouts
     if getattr(args, "batch_size", 128) != 128:
         budget["batch_size"] = args.batch_size
     for r in runs:
@@ -249,8 +276,11 @@ def summarise(runs: list[dict]) -> list[dict]:
             statistics.fmean([r["seconds_per_epoch"] for r in chosen if "seconds_per_epoch" in r] or [0]) or None
         )
         row["epochs_run"] = [r.get("epochs_run") for r in chosen]
+        row["dropout"] = chosen[0].get("dropout")
         row["grid"] = {
-            f"{r['lr']:g}": round(r["validation_best"]["ndcg@10_full"], 4)
+            f"{r['lr']:g}" + (f", do {r['dropout']:g}" if r.get("dropout") is not None else ""): round(
+                r["validation_best"]["ndcg@10_full"], 4
+            )
             for r in runs
             if r["dataset"] == dataset and r["model"] == model and r.get("grid")
         }
@@ -291,7 +321,10 @@ def write_markdown(result: dict, path: Path) -> None:
         ]
         for r in rows:
             grid = ", ".join(f"{k}: {v:.4f}" for k, v in r["grid"].items()) or "–"
-            lr = f"{r['lr']:g} ({grid})" if r["lr"] is not None else "–"
+            lr = "–"
+            if r["lr"] is not None:
+                chosen = f"{r['lr']:g}" + (f", dropout {r['dropout']:g}" if r.get("dropout") is not None else "")
+                lr = f"{chosen} ({grid})"
             spe = f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "–"
             epochs = ", ".join(f"{e:.0f}" for e in r["epochs_run"] if e is not None) or "–"
             lines.append(
@@ -328,6 +361,7 @@ def budget_text(budget: dict | None) -> str:
         return "–"
     text = f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
     text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
+    text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
     text += f", batch {budget['batch_size']}" if budget.get("batch_size") else ""
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
@@ -361,6 +395,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap per run (after the epoch)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (histories per step)")
+    parser.add_argument(
+        "--dropouts", type=float, nargs="+", default=None, help="also tune hidden_dropout_prob over these values"
+    )
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "accuracy")
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")
     parser.add_argument(

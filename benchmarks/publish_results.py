@@ -85,6 +85,9 @@ def scaling_section(result: dict | None, device: str) -> list[str]:
             f"- top-10 for one user at L = {lat['length']} (`recommend`, median): HyenaRec "
             f"{median['hyenarec/recommend']:.1f} ms, SASRec {median['sasrec/recommend']:.1f} ms"
         )
+    lines.append(
+        "- batched `recommend`, the bare forward and the `torch.export`ed scorer: `benchmarks/recommend_latency.md`"
+    )
     return lines + [""]
 
 
