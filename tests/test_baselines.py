@@ -10,6 +10,7 @@ import textwrap
 import datasets
 import pytest
 import torch
+from remote_code import BLOCK_PACKAGE  # tests/remote_code.py: the import blocker
 from transformers import AutoConfig, AutoModel, set_seed
 
 import hyenarec_hf
@@ -205,14 +206,8 @@ def test_remote_code_load_without_the_package(tmp_path):
         model.save_pretrained(tmp_path / model_type)
         expected[model_type] = model.score_histories(ids)
     torch.save({"ids": ids, "expected": expected}, tmp_path / "expected.pt")
-    script = textwrap.dedent(
+    script = BLOCK_PACKAGE + textwrap.dedent(
         f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("hyenarec_hf", "modeling"):
-                    raise ImportError("blocked: " + name)
-        sys.meta_path.insert(0, Block())
         import torch
         from transformers import AutoModel
         data = torch.load({str(tmp_path / "expected.pt")!r})

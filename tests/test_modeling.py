@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from remote_code import BLOCK_PACKAGE  # tests/remote_code.py: the import blocker
 from transformers import AutoConfig, AutoModel
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
@@ -399,14 +400,8 @@ def test_remote_code_load_without_the_package(tmp_path):
     with torch.no_grad():
         expected = model(ids).logits
     torch.save({"logits": expected}, tmp_path / "expected.pt")
-    script = textwrap.dedent(
+    script = BLOCK_PACKAGE + textwrap.dedent(
         f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("hyenarec_hf", "modeling"):
-                    raise ImportError("blocked: " + name)
-        sys.meta_path.insert(0, Block())
         import torch
         from transformers import AutoModel
         try:

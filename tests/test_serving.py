@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from remote_code import BLOCK_PACKAGE  # tests/remote_code.py: the import blocker
 from transformers import AutoModel
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
@@ -184,14 +185,8 @@ def test_recommend_and_embeddings_work_with_remote_code_only(saved, tmp_path):
     history = ["movie-110", "movie-111", "movie-139"]
     expected_recs = model.recommend(history, k=5)
     torch.save({"users": model.user_embeddings(history)}, tmp_path / "expected.pt")
-    script = textwrap.dedent(
+    script = BLOCK_PACKAGE + textwrap.dedent(
         f"""
-        import sys, importlib.abc
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("hyenarec_hf", "modeling"):
-                    raise ImportError("blocked: " + name)
-        sys.meta_path.insert(0, Block())
         import torch
         from transformers import AutoModel
         model = AutoModel.from_pretrained({str(saved)!r}, trust_remote_code=True)
