@@ -72,6 +72,57 @@ def settings_of(args: argparse.Namespace) -> dict:
     return {"dataset": "ml-1m", "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
 
 
+def summarise(result: dict) -> list[dict]:
+    """One row per variant, in `VARIANTS` order: mean (and sample std with several seeds) over its seeds."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in result["runs"]:
+        by_variant.setdefault(r["variant"], []).append(r)
+    rows = []
+    for name in VARIANTS:
+        runs = by_variant.get(name)
+        if not runs:
+            continue
+        test = [r["test"]["ndcg@10_full"] for r in runs]
+        rows.append(
+            {
+                "variant": name,
+                "label": VARIANTS[name][0],
+                "seeds": len(runs),
+                "val_ndcg": statistics.fmean(r["validation_best"]["ndcg@10_full"] for r in runs),
+                "test_ndcg": statistics.fmean(test),
+                "test_ndcg_std": statistics.stdev(test) if len(test) > 1 else None,
+                "test_hr": statistics.fmean(r["test"]["hr@10_full"] for r in runs),
+                "seconds_per_epoch": statistics.fmean(r["seconds_per_epoch"] for r in runs),
+                "num_parameters": runs[0]["num_parameters"],
+            }
+        )
+    full = next((r["test_ndcg"] for r in rows if r["variant"] == "full"), None)
+    for row in rows:
+        row["delta"] = row["test_ndcg"] - full if full is not None and row["variant"] != "full" else None
+    return rows
+
+
+def ndcg_cell(row: dict) -> str:
+    std = row["test_ndcg_std"]
+    return f"{row['test_ndcg']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+
+def noise_note(rows: list[dict]) -> str:
+    """How large a difference the seeds can explain: the mean sample std of test NDCG@10 over the variants run with
+    several seeds. A variant whose delta is within twice that is not told apart from the full model."""
+    stds = [r["test_ndcg_std"] for r in rows if r["test_ndcg_std"] is not None]
+    if not stds:
+        return "One seed per variant: the seed-to-seed spread is not measured, so small deltas may be noise."
+    noise = statistics.fmean(stds)
+    clear = [
+        f"{r['label']} ({r['delta']:+.4f})" for r in rows if r["delta"] is not None and abs(r["delta"]) > 2 * noise
+    ]
+    return (
+        f"Seed-to-seed spread (mean sample std of test NDCG@10 over the variants with several seeds): {noise:.4f}. "
+        f"Deltas larger than twice that: {'; '.join(clear) if clear else 'none'}."
+    )
+
+
 def write_markdown(result: dict, path: Path) -> None:
     s = result["settings"]
     lines = [
@@ -80,32 +131,20 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Produced by `python benchmarks/ablations.py` with lr {s['lr']:g}, {s['epochs']} epochs (cosine, 2% warm-up)"
         + (f", at most {s['minutes']} min" if s["minutes"] else "")
         + (", bf16 autocast" if s["bf16"] else ", fp32")
-        + ". Full ranking, seen items excluded, test metrics at the best validation epoch; mean over seeds. "
-        "A short budget: the ranking says which variant learns best in that budget, not where each ends.",
+        + ". Full ranking, seen items excluded, test metrics at the best validation epoch; mean ± sample std over "
+        "seeds. A short budget: the ranking says which variant learns best in that budget, not where each ends.",
         "",
         "| variant | seeds | val NDCG@10 | test NDCG@10 | test HR@10 | Δ test NDCG@10 vs full | s / epoch | params |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    by_variant: dict[str, list[dict]] = {}
-    for r in result["runs"]:
-        by_variant.setdefault(r["variant"], []).append(r)
-
-    def mean(runs: list[dict], split: str, metric: str) -> float:
-        return statistics.fmean(r[split][metric] for r in runs)
-
-    full = mean(by_variant["full"], "test", "ndcg@10_full") if "full" in by_variant else None
-    for name in VARIANTS:
-        if name not in by_variant:
-            continue
-        runs = by_variant[name]
-        ndcg = mean(runs, "test", "ndcg@10_full")
-        delta = f"{ndcg - full:+.4f}" if full is not None and name != "full" else "–"
+    rows = summarise(result)
+    for r in rows:
+        delta = f"{r['delta']:+.4f}" if r["delta"] is not None else "–"
         lines.append(
-            f"| {VARIANTS[name][0]} | {len(runs)} | {mean(runs, 'validation_best', 'ndcg@10_full'):.4f} | "
-            f"{ndcg:.4f} | {mean(runs, 'test', 'hr@10_full'):.4f} | {delta} | "
-            f"{statistics.fmean(r['seconds_per_epoch'] for r in runs):.0f} | {runs[0]['num_parameters']:,} |"
+            f"| {r['label']} | {r['seeds']} | {r['val_ndcg']:.4f} | {ndcg_cell(r)} | {r['test_hr']:.4f} | {delta} | "
+            f"{r['seconds_per_epoch']:.0f} | {r['num_parameters']:,} |"
         )
-    lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in result["runs"]]
+    lines += ["", noise_note(rows), "", "Commands:", ""] + [f"- `{r['command']}`" for r in result["runs"]]
     path.write_text("\n".join(lines) + "\n")
 
 

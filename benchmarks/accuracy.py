@@ -41,7 +41,12 @@ DATASETS = {
         "max_length": 50,
         "label": "Amazon Video Games (L = 50)",
     },
-    # Long real histories: ML-1M users have up to 2,277 events; the model reads the most recent 2,000.
+    # Long real histories: ML-1M users have up to 2,277 events; the model reads the most recent 1,000 or 2,000.
+    "ml-1m-1000": {
+        "file": DATA / "ml-1m" / "ml-1m.txt.gz",
+        "max_length": 1000,
+        "label": "ML-1M, long histories (L = 1000)",
+    },
     "ml-1m-2000": {
         "file": DATA / "ml-1m" / "ml-1m.txt.gz",
         "max_length": 2000,

@@ -12,7 +12,8 @@ import json
 import re
 from pathlib import Path
 
-from accuracy import DATASETS, LABELS, budget_text  # sibling script: the same labels and budget wording
+import ablations  # sibling scripts: the same summaries, labels and budget wording
+from accuracy import DATASETS, LABELS, budget_text, cell
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -100,14 +101,18 @@ def accuracy_section(result: dict | None) -> list[str]:
         "each row (learning-rate grid, epochs, wall-clock cap) is in `benchmarks/accuracy.md`, with every run's "
         "command. Reproduce: `python benchmarks/accuracy.py` with the options given there.",
         "",
-        "| dataset | model | seeds | NDCG@10 | HR@10 | MRR@10 | budget |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "Several seeds: mean ± sample std.",
+        "",
+        "| dataset | model | seeds | NDCG@10 | HR@10 | MRR@10 | s / epoch | budget |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for row in result["summary"]:
         text = budget_text(row.get("budget")) if row.get("budget") else "–"
+        per_epoch = f"{row['seconds_per_epoch']:.0f}" if row.get("seconds_per_epoch") else "–"
         lines.append(
             f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]} | {row['seeds']} | "
-            f"{row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | {row['mrr@10_full']:.4f} | {text} |"
+            f"{cell(row, 'ndcg@10_full')} | {cell(row, 'hr@10_full')} | {cell(row, 'mrr@10_full')} | {per_epoch} | "
+            f"{text} |"
         )
     return lines + [""]
 
@@ -122,15 +127,17 @@ def ablation_section(result: dict | None) -> list[str]:
         "test NDCG@10 at the best validation epoch. Reproduce: "
         f"`python benchmarks/ablations.py --epochs {s['epochs']}{' --bf16' if s['bf16'] else ''}`.",
         "",
-        "| variant | test NDCG@10 | test HR@10 | s / epoch |",
-        "|---|---:|---:|---:|",
+        "| variant | seeds | test NDCG@10 | Δ vs full | test HR@10 | s / epoch |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for r in result["runs"]:
+    rows = ablations.summarise(result)
+    for r in rows:
+        delta = f"{r['delta']:+.4f}" if r["delta"] is not None else "–"
         lines.append(
-            f"| {r['variant']} | {r['test']['ndcg@10_full']:.4f} | {r['test']['hr@10_full']:.4f} | "
+            f"| {r['label']} | {r['seeds']} | {ablations.ndcg_cell(r)} | {delta} | {r['test_hr']:.4f} | "
             f"{r['seconds_per_epoch']:.0f} |"
         )
-    return lines + [""]
+    return lines + ["", ablations.noise_note(rows), ""]
 
 
 CARD_START, CARD_END = "<!-- baselines:start -->", "<!-- baselines:end -->"

@@ -1,0 +1,101 @@
+"""The benchmark scripts' bookkeeping: which runs a table reports, how seeds are averaged, how the README block is
+written. The training runs themselves are real `hyenarec train` processes (tested in test_end_to_end.py); here the
+run records are built by hand so that every expected number is known."""
+
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ablations  # noqa: E402
+import accuracy  # noqa: E402
+import publish_results  # noqa: E402
+
+
+def run(model, lr, seed, val, test, dataset="beauty", **extra):
+    return {
+        "dataset": dataset,
+        "model": model,
+        "lr": lr,
+        "seed": seed,
+        "validation_best": {m: val for m in accuracy.METRICS},
+        "test": {m: test for m in accuracy.METRICS},
+        "seconds_per_epoch": 10.0 * seed / 42,
+        "epochs_run": 20.0,
+        "command": f"hyenarec train --model {model} --lr {lr} --seed {seed}",
+        **extra,
+    }
+
+
+def test_accuracy_summary_reports_the_selected_config_over_its_seeds():
+    runs = [
+        run("hyenarec", 1e-3, 42, 0.060, 0.050, grid=True, selected=True),
+        run("hyenarec", 3e-3, 42, 0.055, 0.090, grid=True, selected=False),  # best test, worse validation: not shown
+        run("hyenarec", 1e-3, 43, 0.061, 0.052, selected=True),
+        run("hyenarec", 1e-3, 44, 0.059, 0.054, selected=True),
+        {"dataset": "beauty", "model": "hyenarec", "lr": 1e-2, "seed": 42, "failed": "diverged", "command": "x"},
+        run("sasrec", 1e-3, 42, 0.064, 0.051, grid=True, selected=True),
+    ]
+    rows = {r["model"]: r for r in accuracy.summarise(runs)}
+    hyena = rows["hyenarec"]
+    assert hyena["seeds"] == 3 and hyena["lr"] == 1e-3
+    assert hyena["ndcg@10_full"] == pytest.approx(0.052)
+    assert hyena["ndcg@10_full_std"] == pytest.approx(statistics.stdev([0.050, 0.052, 0.054]))
+    assert hyena["grid"] == {"0.001": 0.06, "0.003": 0.055}
+    assert rows["sasrec"]["seeds"] == 1 and rows["sasrec"]["ndcg@10_full_std"] is None
+    assert accuracy.cell(hyena, "ndcg@10_full") == "0.0520 ± 0.0020"
+    assert "trails SASRec" not in accuracy.verdict("beauty", list(rows.values()))
+    assert "+0.0010" in accuracy.verdict("beauty", list(rows.values()))
+
+
+def test_readme_accuracy_block_carries_spread_and_time_per_epoch():
+    runs = [run("hyenarec", 1e-3, s, 0.06, t, selected=True) for s, t in ((42, 0.050), (43, 0.054))]
+    summary = accuracy.summarise(runs)
+    lines = publish_results.accuracy_section({"summary": summary})
+    row = next(line for line in lines if line.startswith("| Amazon Beauty"))
+    assert "| HyenaRec | 2 | 0.0520 ± 0.0028 |" in row
+    assert f"| {statistics.fmean([10.0, 10.0 * 43 / 42]):.0f} |" in row
+
+
+def ablation_runs(values: dict[str, list[float]]) -> dict:
+    return {
+        "settings": {"dataset": "ml-1m", "lr": 3e-3, "epochs": 6, "minutes": None, "bf16": True},
+        "runs": [
+            dict(run("hyenarec", 3e-3, 42 + i, v, v, dataset="ml-1m"), variant=name, num_parameters=1000)
+            for name, vs in values.items()
+            for i, v in enumerate(vs)
+        ],
+    }
+
+
+def test_ablation_noise_note_names_only_deltas_beyond_the_seed_spread():
+    # spreads: full 0.002, no_long 0.002 -> noise 0.002 (no_short has one seed); no_long is 0.010 below full.
+    result = ablation_runs({"full": [0.120, 0.122], "no_long": [0.110, 0.112], "no_short": [0.123]})
+    rows = ablations.summarise(result)
+    assert [r["variant"] for r in rows] == ["full", "no_short", "no_long"]  # VARIANTS order
+    by = {r["variant"]: r for r in rows}
+    assert by["no_long"]["delta"] == pytest.approx(-0.010)
+    note = ablations.noise_note(rows)
+    assert "0.0014" in note  # stdev([0.120, 0.122])
+    assert "without the long convolution branch (-0.0100)" in note
+    assert "gated short branch" not in note  # +0.002 is within twice the spread
+
+
+def test_ablation_report_without_seeds_says_the_spread_is_unmeasured(tmp_path):
+    result = ablation_runs({"full": [0.120], "order28": [0.125]})
+    ablations.write_markdown(result, tmp_path / "a.md")
+    text = (tmp_path / "a.md").read_text()
+    assert "| +0.0050 |" in text and "spread is not measured" in text
+    readme = "\n".join(publish_results.ablation_section(result))
+    assert "legendre_order = 28" in readme and "spread is not measured" in readme
+
+
+def test_replace_between_rewrites_only_the_generated_block(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("intro\n<!-- bench:start -->\nold\n<!-- bench:end -->\noutro\n")
+    publish_results.replace_between(
+        path, publish_results.START, publish_results.END, "<!-- bench:start -->\nnew\n<!-- bench:end -->"
+    )
+    assert path.read_text() == "intro\n<!-- bench:start -->\nnew\n<!-- bench:end -->\noutro\n"
