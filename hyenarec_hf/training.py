@@ -1,8 +1,9 @@
 """Training and evaluation with the stock `transformers.Trainer` (accelerate underneath).
 
 What the Trainer lacks and is added here, nothing more: a collator for item histories, a loss hook that also accepts
-the packed evaluation labels, memory-bounded full-ranking metrics (`batch_eval_metrics`), and writing a Hub-ready
-folder (weights, code, vocabulary, results, curve, card) at the end.
+the packed evaluation labels, labels for the models that compute a sampled-softmax loss themselves
+([`NextItemTrainer`]), memory-bounded full-ranking metrics (`batch_eval_metrics`), and writing a Hub-ready folder
+(weights, code, vocabulary, results, curve, card) at the end.
 """
 
 from __future__ import annotations
@@ -151,7 +152,10 @@ class NonFiniteLossGuard(TrainerCallback):
         self.args, self.state = args, state
 
     def compute_loss(self, outputs: Any, labels: torch.Tensor, num_items_in_batch: Any = None) -> torch.Tensor:
-        loss = self.loss_fn(outputs, labels, num_items_in_batch=num_items_in_batch)
+        return self.check(self.loss_fn(outputs, labels, num_items_in_batch=num_items_in_batch))
+
+    def check(self, loss: torch.Tensor) -> torch.Tensor:
+        """`loss` itself, or [`NonFiniteLossError`] when it is a non-finite training loss."""
         # Evaluation runs without grad: a non-finite eval loss is left to the metrics.
         if torch.is_grad_enabled() and not bool(torch.isfinite(loss.detach()).all()):
             step = self.state.global_step + 1 if self.state is not None else "?"
@@ -193,6 +197,36 @@ class NonFiniteLossGuard(TrainerCallback):
         last = last_complete_checkpoint(args.output_dir) if args is not None else None
         kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been saved yet"
         return f"{what}{epoch}: training stopped. The run diverged: {fix}, and train again; {kept}."
+
+
+class NextItemTrainer(Trainer):
+    """The stock `Trainer` plus the one thing it lacks for models trained with `loss_type="sampled_ce"`.
+
+    `compute_loss_func` (needed to score the packed evaluation labels) makes `Trainer.compute_loss` take `labels` out
+    of the batch before the forward, so the model could never compute a loss that needs the targets inside it. A
+    sampled softmax does: it scores each target and the shared negatives from the hidden states and never builds the
+    `(tokens, num_items + 1)` logits, which is its point on large catalogues. So in training, and only for such a
+    model, the labels go to the model and its own loss is used (checked by the non-finite guard and scaled across
+    processes as the stock method scales a `num_items_in_batch`-normalised loss). Everything else, evaluation
+    included, is the stock `compute_loss`.
+    """
+
+    def __init__(self, *args, loss_guard: NonFiniteLossGuard | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_guard = loss_guard
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        config = self.accelerator.unwrap_model(model).config
+        if not (model.training and getattr(config, "loss_type", "ce") == "sampled_ce" and "labels" in inputs):
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
+        loss = outputs.loss if self.loss_guard is None else self.loss_guard.check(outputs.loss)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch counts every process's labels; DDP averages the gradients over the processes.
+            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        return (loss, outputs) if return_outputs else loss
 
 
 class TimeBudgetCallback:
@@ -242,8 +276,9 @@ def build_trainer(
     settings: TrainSettings,
     callbacks: list | None = None,
 ) -> Trainer:
-    """A stock `Trainer` that trains on `splits["train"]`, evaluates full-ranking metrics on `splits["validation"]`
-    every epoch, stops early on validation NDCG@10 and restores the best weights at the end."""
+    """A `Trainer` (the stock one, plus [`NextItemTrainer`]'s sampled-softmax hook) that trains on `splits["train"]`,
+    evaluates full-ranking metrics on `splits["validation"]` every epoch, stops early on validation NDCG@10 and
+    restores the best weights at the end."""
     prepared = prepare_splits(splits, settings)
     preprocess, compute_metrics = trainer_metric_fns(num_sampled=settings.num_sampled, seed=settings.seed)
     args = _training_arguments(output_dir, settings)
@@ -252,7 +287,7 @@ def build_trainer(
     if settings.max_train_minutes:
         all_callbacks.append(TimeBudgetCallback(settings.max_train_minutes).callback)
     all_callbacks.extend(callbacks or [])
-    return Trainer(
+    return NextItemTrainer(
         model=model,
         args=args,
         train_dataset=prepared["train"],
@@ -263,6 +298,7 @@ def build_trainer(
         preprocess_logits_for_metrics=preprocess,
         compute_metrics=compute_metrics,
         callbacks=all_callbacks,
+        loss_guard=guard,
     )
 
 

@@ -424,3 +424,41 @@ def test_trainer_trains_one_epoch_and_evaluates(tmp_path, model_type):
         trainer.model, add_eval_index(splits["validation"]), 6, num_sampled=3, seed=settings.seed, show_progress=False
     )
     assert {k: metrics[f"eval_{k}"] for k in direct} == pytest.approx(direct)
+
+
+@pytest.mark.parametrize("model_type", ["hyenarec", *MODEL_TYPES])
+def test_trainer_uses_the_models_sampled_softmax_and_never_builds_full_logits_in_training(tmp_path, model_type):
+    num_items, negatives = 200, 4
+    histories = random_items(40, 8, seed=3).remainder(num_items).add(1).tolist()
+    splits = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"input_ids": [h[:-2] for h in histories]}),
+            "validation": datasets.Dataset.from_dict(
+                {"input_ids": [h[:-2] for h in histories], "target": [h[-2] for h in histories]}
+            ),
+        }
+    )
+    settings = TrainSettings(max_length=6, epochs=1, batch_size=8, eval_batch_size=8, logging_steps=1, num_sampled=0)
+    overrides = dict(num_items=num_items, max_position_embeddings=6, loss_type="sampled_ce", num_negatives=negatives)
+    if model_type == "hyenarec":
+        config = MODEL_REGISTRY["hyenarec"][0](hidden_size=16, intermediate_size=32, legendre_order=4, **overrides)
+    else:
+        config = tiny_config(model_type, **overrides)
+    set_seed(0)
+    model = MODEL_REGISTRY[model_type][1](config)
+    calls = []  # (training?, got labels?, built full logits?) for every forward the Trainer makes
+    model.register_forward_hook(
+        lambda m, args, kwargs, out: calls.append((m.training, "labels" in kwargs, out.logits is not None)),
+        with_kwargs=True,
+    )
+    trainer = build_trainer(model, splits, tmp_path, settings)
+    trainer.train()
+    assert {c for c in calls if c[0]} == {(True, True, False)}  # training: labels in, own loss, no logits
+    # A softmax over the target and 4 negatives starts near log(5) = 1.6; the full softmax would start near
+    # log(201) = 5.3.
+    first_loss = next(log["loss"] for log in trainer.state.log_history if "loss" in log)
+    assert first_loss < math.log(1 + negatives) + 1.0
+    calls.clear()
+    metrics = trainer.evaluate()
+    assert {c for c in calls} == {(False, False, True)}  # evaluation: the stock path, full logits, no labels
+    assert metrics["eval_num_users"] == 40 and metrics["eval_loss"] > math.log(1 + negatives) + 1.0
