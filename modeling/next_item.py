@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -193,7 +195,15 @@ class NextItemMixin:
                     "positions; give one next item per scored position (-100 to ignore)."
                 )
             self._validate_labels(labels)
-        if labels is not None and getattr(self.config, "loss_type", "ce") == "sampled_ce" and self.training:
+        sampled = getattr(self.config, "loss_type", "ce") == "sampled_ce" and self.training
+        if sampled and labels is None and torch.is_grad_enabled():
+            logger.warning_once(
+                "loss_type='sampled_ce' but the model got no labels in training, so no sampled softmax runs: a "
+                "Trainer with `compute_loss_func` takes the labels out of the batch and computes its own loss from "
+                "the full logits. Train with `hyenarec_hf.training.NextItemTrainer` (as `build_trainer` does), "
+                "which passes them to the model."
+            )
+        if labels is not None and sampled:
             weight, bias = self.output_item_table()
             loss = sampled_cross_entropy(
                 hidden, labels, weight, self.config.num_negatives, num_items_in_batch, item_bias=bias

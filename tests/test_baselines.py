@@ -462,3 +462,19 @@ def test_trainer_uses_the_models_sampled_softmax_and_never_builds_full_logits_in
     metrics = trainer.evaluate()
     assert {c for c in calls} == {(False, False, True)}  # evaluation: the stock path, full logits, no labels
     assert metrics["eval_num_users"] == 40 and metrics["eval_loss"] > math.log(1 + negatives) + 1.0
+
+
+def test_sampled_ce_model_trained_without_labels_says_no_sampled_softmax_runs(caplog):
+    import logging
+
+    logging.Logger.warning_once.cache_clear()  # transformers' warning_once: once per process and message
+    model = tiny_model("sasrec", loss_type="sampled_ce", num_negatives=4).train()
+    with caplog.at_level(logging.WARNING):
+        model(random_items(2, 5))  # what a stock Trainer with compute_loss_func does: labels taken out
+    assert "no sampled softmax runs" in caplog.text and "NextItemTrainer" in caplog.text
+    caplog.clear()
+    logging.Logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        model(random_items(2, 5), labels=random_items(2, 5, seed=2))  # labels given: the sampled loss runs
+        model.eval()(random_items(2, 5))  # serving: nothing to say
+    assert caplog.text == ""
