@@ -115,7 +115,9 @@ def noise_note(rows: list[dict]) -> str:
         return "One seed per variant: the seed-to-seed spread is not measured, so small deltas may be noise."
     noise = statistics.fmean(stds)
     clear = [
-        f"{r['label']} ({r['delta']:+.4f})" for r in rows if r["delta"] is not None and abs(r["delta"]) > 2 * noise
+        f"{r['label']} ({r['delta']:+.4f}{', one seed' if r['seeds'] == 1 else ''})"
+        for r in rows
+        if r["delta"] is not None and abs(r["delta"]) > 2 * noise
     ]
     return (
         f"Seed-to-seed spread (mean sample std of test NDCG@10 over the variants with several seeds): {noise:.4f}. "
