@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from accuracy import ROOT, train_once  # sibling script: the same runner and cache
+from accuracy import ROOT, cell, train_once  # sibling script: the same runner, cache and cells
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -102,11 +102,6 @@ def summarise(result: dict) -> list[dict]:
     return rows
 
 
-def ndcg_cell(row: dict) -> str:
-    std = row["test_ndcg_std"]
-    return f"{row['test_ndcg']:.4f}" + (f" ± {std:.4f}" if std is not None else "")
-
-
 def noise_note(rows: list[dict]) -> str:
     """How large a difference the seeds can explain: the mean sample std of test NDCG@10 over the variants run with
     several seeds. A variant whose delta is within twice that is not told apart from the full model."""
@@ -143,7 +138,7 @@ def write_markdown(result: dict, path: Path) -> None:
     for r in rows:
         delta = f"{r['delta']:+.4f}" if r["delta"] is not None else "–"
         lines.append(
-            f"| {r['label']} | {r['seeds']} | {r['val_ndcg']:.4f} | {ndcg_cell(r)} | {r['test_hr']:.4f} | {delta} | "
+            f"| {r['label']} | {r['seeds']} | {r['val_ndcg']:.4f} | {cell(r, 'test_ndcg')} | {r['test_hr']:.4f} | {delta} | "
             f"{r['seconds_per_epoch']:.0f} | {r['num_parameters']:,} |"
         )
     lines += ["", noise_note(rows), "", "Commands:", ""] + [f"- `{r['command']}`" for r in result["runs"]]

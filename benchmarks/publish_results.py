@@ -134,7 +134,7 @@ def ablation_section(result: dict | None) -> list[str]:
     for r in rows:
         delta = f"{r['delta']:+.4f}" if r["delta"] is not None else "–"
         lines.append(
-            f"| {r['label']} | {r['seeds']} | {ablations.ndcg_cell(r)} | {delta} | {r['test_hr']:.4f} | "
+            f"| {r['label']} | {r['seeds']} | {cell(r, 'test_ndcg')} | {delta} | {r['test_hr']:.4f} | "
             f"{r['seconds_per_epoch']:.0f} |"
         )
     return lines + ["", ablations.noise_note(rows), ""]

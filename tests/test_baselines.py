@@ -397,11 +397,9 @@ def test_most_popular_metrics_by_hand():
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model_type", ["sasrec", "bert4rec"])
-def test_trainer_trains_one_epoch_and_evaluates(tmp_path, model_type):
-    set_seed(0)
-    histories = successor_histories(10)
-    splits = datasets.DatasetDict(
+def train_and_validation(histories: list[list[int]]) -> datasets.DatasetDict:
+    """Train on each history without its last two items; validate on predicting the second-to-last."""
+    return datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict({"input_ids": [h[:-2] for h in histories]}),
             "validation": datasets.Dataset.from_dict(
@@ -409,6 +407,13 @@ def test_trainer_trains_one_epoch_and_evaluates(tmp_path, model_type):
             ),
         }
     )
+
+
+@pytest.mark.parametrize("model_type", ["sasrec", "bert4rec"])
+def test_trainer_trains_one_epoch_and_evaluates(tmp_path, model_type):
+    set_seed(0)
+    histories = successor_histories(10)
+    splits = train_and_validation(histories)
     settings = TrainSettings(
         max_length=6, epochs=1, batch_size=4, eval_batch_size=4, logging_steps=1, patience=1, num_sampled=3
     )
@@ -430,14 +435,7 @@ def test_trainer_trains_one_epoch_and_evaluates(tmp_path, model_type):
 def test_trainer_uses_the_models_sampled_softmax_and_never_builds_full_logits_in_training(tmp_path, model_type):
     num_items, negatives = 200, 4
     histories = random_items(40, 8, seed=3).remainder(num_items).add(1).tolist()
-    splits = datasets.DatasetDict(
-        {
-            "train": datasets.Dataset.from_dict({"input_ids": [h[:-2] for h in histories]}),
-            "validation": datasets.Dataset.from_dict(
-                {"input_ids": [h[:-2] for h in histories], "target": [h[-2] for h in histories]}
-            ),
-        }
-    )
+    splits = train_and_validation(histories)
     settings = TrainSettings(max_length=6, epochs=1, batch_size=8, eval_batch_size=8, logging_steps=1, num_sampled=0)
     overrides = dict(num_items=num_items, max_position_embeddings=6, loss_type="sampled_ce", num_negatives=negatives)
     if model_type == "hyenarec":
