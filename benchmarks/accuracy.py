@@ -272,7 +272,7 @@ def summarise(runs: list[dict]) -> list[dict]:
     for dataset, model in keys:
         chosen = [r for r in runs if r["dataset"] == dataset and r["model"] == model and r.get("selected", True)]
         row = {"dataset": dataset, "model": model, "seeds": len(chosen), "lr": chosen[0]["lr"]}
-        row["budget"] = chosen[0].get("budget")
+        row["budget"] = merged_budget(chosen)
         for metric in METRICS:
             values = [r["test"][metric] for r in chosen]
             row[metric] = statistics.fmean(values)
@@ -291,6 +291,28 @@ def summarise(runs: list[dict]) -> list[dict]:
         }
         rows.append(row)
     return rows
+
+
+def merged_budget(chosen: list[dict]) -> dict | None:
+    """The budget of a row's runs. Seeds run here and seeds imported with `--import-run` share a row; the row keeps the
+    budget of the runs made here and names each imported seed, with its own budget where that differs."""
+    budgets = [r.get("budget") for r in chosen]
+    own = [b for b in budgets if b and not b.get("imported")]
+    if not own:
+        return budgets[0]
+    merged = dict(own[0])
+    imports = {}
+    for r in chosen:
+        b = r.get("budget") or {}
+        if b.get("imported"):
+            same = {k: v for k, v in b.items() if k != "imported"} == own[0]
+            imports[str(r["seed"])] = {
+                "file": b["imported"],
+                "budget": None if same else budget_text({k: v for k, v in b.items() if k != "imported"}),
+            }
+    if imports:
+        merged["imported_seeds"] = imports
+    return merged
 
 
 def cell(row: dict, metric: str) -> str:
@@ -370,6 +392,9 @@ def budget_text(budget: dict | None) -> str:
     text += f", batch {budget['batch_size']}" if budget.get("batch_size") else ""
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
+    for seed, source in budget.get("imported_seeds", {}).items():
+        text += f"; seed {seed} imported from `{source['file']}`"
+        text += f" with another budget ({source['budget']})" if source["budget"] else ""
     return text
 
 

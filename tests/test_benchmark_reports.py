@@ -99,3 +99,21 @@ def test_replace_between_rewrites_only_the_generated_block(tmp_path):
         path, publish_results.START, publish_results.END, "<!-- bench:start -->\nnew\n<!-- bench:end -->"
     )
     assert path.read_text() == "intro\n<!-- bench:start -->\nnew\n<!-- bench:end -->\noutro\n"
+
+
+def test_accuracy_row_names_the_seeds_imported_from_another_run():
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True}
+    runs = [
+        run("hyenarec", 3e-3, 43, 0.15, 0.160, dataset="ml-1m", grid=True, selected=True, budget=own),
+        run("hyenarec", 3e-3, 44, 0.15, 0.164, dataset="ml-1m", selected=True, budget=own),
+        run("hyenarec", 3e-3, 42, 0.15, 0.168, dataset="ml-1m", budget={**own, "imported": "main/results.json"}),
+        run("sasrec", 3e-3, 42, 0.14, 0.150, dataset="ml-1m", budget={**own, "epochs": 20, "imported": "s.json"}),
+        run("sasrec", 3e-3, 43, 0.14, 0.152, dataset="ml-1m", grid=True, selected=True, budget=own),
+    ]
+    rows = {r["model"]: r for r in accuracy.summarise(runs)}
+    assert rows["hyenarec"]["seeds"] == 3 and rows["hyenarec"]["ndcg@10_full"] == pytest.approx(0.164)
+    text = accuracy.budget_text(rows["hyenarec"]["budget"])
+    assert text == "lr 0.003, ≤ 40 epochs, ≤ 28 min, bf16; seed 42 imported from `main/results.json`"
+    # an imported run with another budget says so: the row's seeds are not alike
+    text = accuracy.budget_text(rows["sasrec"]["budget"])
+    assert text.endswith("seed 42 imported from `s.json` with another budget (lr 0.003, ≤ 20 epochs, ≤ 28 min, bf16)")
