@@ -116,6 +116,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_info=dataset_summary(splits, vocab, source),
         resume_from_checkpoint=resume,
     )
+    if not _is_main_process():  # under `accelerate launch` every process gets the results; one prints them
+        return 0
     print_table(
         {"validation (best epoch)": results["validation_best"], "test": results["test"]},
         f"{args.model} on {source}: {results['epochs_run']:.0f} epochs, {results['train_seconds'] / 60:.1f} min",
@@ -228,6 +230,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         add_new_items=not args.no_new_items,
         max_users=args.max_users or None,
     )
+    if not _is_main_process():
+        return 0
     print_table(
         {"validation (best epoch)": results["validation_best"], "test": results["test"]},
         f"{args.model_dir} fine-tuned on {source}: {results['data']['new_items']} new items, "
@@ -375,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         close_process_group()
+
+
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def close_process_group() -> None:

@@ -99,7 +99,8 @@ def trained(data_file, tmp_path_factory) -> Path:
     command += ["--eval-batch-size", "16", "--num-sampled", "7", "--seed", "0"]
     for setting in TINY:
         command += ["--set", setting]
-    launch(command)
+    done = launch(command)
+    (out.parent / "stdout.txt").write_text(done.stdout)
     return out
 
 
@@ -133,6 +134,9 @@ def test_two_process_training_writes_one_complete_folder(trained, data_file):
     assert results["test"]["num_users"] == NUM_USERS
     for key, value in reference.items():
         assert results["test"][key] == value, key
+    # both processes ran the command; the results table and the folder line are printed once, by the first
+    stdout = (trained.parent / "stdout.txt").read_text()
+    assert stdout.count("hyenarec on ") == 1 and stdout.count("Hub-ready folder: ") == 1, stdout
 
 
 def test_two_process_evaluation_equals_single_process_at_every_uneven_tail(trained, data_file, tmp_path):
