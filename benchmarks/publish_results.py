@@ -152,16 +152,17 @@ def card_baselines_block(result: dict | None) -> str:
         return "\n".join(lines)
     lines += [
         "Same data, split, protocol and pipeline; each row's training budget (epochs, wall-clock cap, learning rate) "
-        "is in the last column and in `benchmarks/accuracy.md`, with every run's command.",
+        "is in the last column and in `benchmarks/accuracy.md`, with every run's command. Several seeds: mean ± "
+        "sample std (the checkpoint this card describes is one of them, the run above).",
         "",
-        "| model | test NDCG@10 | test HR@10 | test MRR@10 | budget |",
-        "|---|---:|---:|---:|---|",
+        "| model | seeds | test NDCG@10 | test HR@10 | test MRR@10 | budget |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for row in rows:
         text = budget_text(row.get("budget")) if row.get("budget") else "no training"
         lines.append(
-            f"| {LABELS[row['model']]} | {row['ndcg@10_full']:.4f} | {row['hr@10_full']:.4f} | "
-            f"{row['mrr@10_full']:.4f} | {text} |"
+            f"| {LABELS[row['model']]} | {row['seeds']} | {cell(row, 'ndcg@10_full')} | {cell(row, 'hr@10_full')} | "
+            f"{cell(row, 'mrr@10_full')} | {text} |"
         )
     lines.append(CARD_END)
     return "\n".join(lines)

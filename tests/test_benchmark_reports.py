@@ -117,3 +117,11 @@ def test_accuracy_row_names_the_seeds_imported_from_another_run():
     # an imported run with another budget says so: the row's seeds are not alike
     text = accuracy.budget_text(rows["sasrec"]["budget"])
     assert text.endswith("seed 42 imported from `s.json` with another budget (lr 0.003, ≤ 20 epochs, ≤ 28 min, bf16)")
+
+
+def test_model_card_baselines_block_carries_seeds_and_spread():
+    runs = [run("hyenarec", 3e-3, s, 0.15, t, dataset="ml-1m", selected=True) for s, t in ((42, 0.160), (43, 0.164))]
+    runs.append(run("sasrec", 3e-3, 42, 0.14, 0.150, dataset="ml-1m", selected=True))
+    block = publish_results.card_baselines_block({"summary": accuracy.summarise(runs)})
+    assert "| HyenaRec | 2 | 0.1620 ± 0.0028 |" in block
+    assert "| SASRec | 1 | 0.1500 |" in block
