@@ -1,4 +1,5 @@
-"""Which parts of HyenaRec earn their place: ablations on ML-1M (max length 200), one harness, one budget.
+"""Which parts of HyenaRec earn their place: ablations on ML-1M (max length 200; `--dataset` picks another dataset of
+`accuracy.py`), one harness, one budget.
 
 Every variant is the default HyenaRec with one config field changed (`hyenarec train --set FIELD=VALUE`), trained
 with the same settings (`--lr`, `--epochs` with a cosine schedule, `--seeds`), evaluated with full ranking, seen items
@@ -8,8 +9,11 @@ process per run, cached in `runs/ablations/`).
     python benchmarks/ablations.py                       # every variant, 1 seed, 10 epochs (~45 min on 2 cores)
     python benchmarks/ablations.py --variants full no_short --seeds 42 43
     python benchmarks/ablations.py --report-only
+    python benchmarks/ablations.py --dataset beauty --lr 1e-3 --epochs 20 --bf16 --variants full positions order8
 
-Writes `benchmarks/ablations.json` and `benchmarks/ablations.md`. A short budget ranks the variants by how fast they
+Writes `benchmarks/ablations.{json,md}` for ML-1M and `benchmarks/ablations_<dataset>.{json,md}` for another dataset.
+
+A short budget ranks the variants by how fast they
 learn as much as by where they end; the markdown says which budget it used.
 """
 
@@ -20,7 +24,7 @@ import json
 import statistics
 from pathlib import Path
 
-from accuracy import ROOT, cell, train_once  # sibling script: the same runner, cache and cells
+from accuracy import DATASETS, ROOT, cell, train_once  # sibling script: the same runner, cache and cells
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -32,11 +36,13 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "order4": ("legendre_order = 4", ("legendre_order=4",)),
     "order8": ("legendre_order = 8", ("legendre_order=8",)),
     "order28": ("legendre_order = 28 (= 2 sqrt(200))", ("legendre_order=28",)),
+    "positions": ("with learned position embeddings (as SASRec)", ("use_position_embeddings=true",)),
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-1m", choices=list(DATASETS))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -44,9 +50,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "ablations")
-    parser.add_argument("--out", type=Path, default=HERE / "ablations")
+    parser.add_argument("--out", type=Path, default=None, help="default: ablations (ML-1M), ablations_<dataset>")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = HERE / ("ablations" if args.dataset == "ml-1m" else f"ablations_{args.dataset}")
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:
@@ -55,7 +63,7 @@ def main() -> None:
     runs = []
     for name in args.variants:
         for seed in args.seeds:
-            run = train_once("ml-1m", "hyenarec", args.lr, seed, args, overrides=VARIANTS[name][1], variant=name)
+            run = train_once(args.dataset, "hyenarec", args.lr, seed, args, overrides=VARIANTS[name][1], variant=name)
             runs.append(dict(run, variant=name))
     done = {r["variant"] for r in runs}
     if json_path.exists():  # keep variants measured earlier with the same settings
@@ -69,7 +77,7 @@ def main() -> None:
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    return {"dataset": "ml-1m", "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+    return {"dataset": args.dataset, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
 
 
 def summarise(result: dict) -> list[dict]:
@@ -123,7 +131,7 @@ def noise_note(rows: list[dict]) -> str:
 def write_markdown(result: dict, path: Path) -> None:
     s = result["settings"]
     lines = [
-        "# Ablations: HyenaRec on ML-1M (max length 200)",
+        f"# Ablations: HyenaRec on {DATASETS[s['dataset']]['label']}",
         "",
         f"Produced by `python benchmarks/ablations.py` with lr {s['lr']:g}, {s['epochs']} epochs (cosine, 2% warm-up)"
         + (f", at most {s['minutes']} min" if s["minutes"] else "")

@@ -125,3 +125,12 @@ def test_model_card_baselines_block_carries_seeds_and_spread():
     block = publish_results.card_baselines_block({"summary": accuracy.summarise(runs)})
     assert "| HyenaRec | 2 | 0.1620 ± 0.0028 |" in block
     assert "| SASRec | 1 | 0.1500 |" in block
+
+
+def test_ablation_report_names_its_dataset(tmp_path):
+    result = ablation_runs({"full": [0.050], "positions": [0.052]})
+    result["settings"]["dataset"] = "beauty"
+    ablations.write_markdown(result, tmp_path / "ablations_beauty.md")
+    text = (tmp_path / "ablations_beauty.md").read_text()
+    assert text.startswith("# Ablations: HyenaRec on Amazon Beauty (L = 50)")
+    assert "| with learned position embeddings (as SASRec) | 1 |" in text and "+0.0020" in text
