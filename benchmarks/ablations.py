@@ -13,8 +13,8 @@ process per run, cached in `runs/ablations/`).
 
 Writes `benchmarks/ablations.{json,md}` for ML-1M and `benchmarks/ablations_<dataset>.{json,md}` for another dataset.
 
-A short budget ranks the variants by how fast they
-learn as much as by where they end; the markdown says which budget it used.
+A short budget ranks the variants by how fast they learn as much as by where they end; the markdown says which budget
+it used.
 """
 
 from __future__ import annotations

@@ -305,10 +305,10 @@ def merged_budget(chosen: list[dict]) -> dict | None:
     for r in chosen:
         b = r.get("budget") or {}
         if b.get("imported"):
-            same = {k: v for k, v in b.items() if k != "imported"} == own[0]
+            theirs = {k: v for k, v in b.items() if k != "imported"}
             imports[str(r["seed"])] = {
                 "file": b["imported"],
-                "budget": None if same else budget_text({k: v for k, v in b.items() if k != "imported"}),
+                "budget": None if theirs == own[0] else budget_text(theirs),
             }
     if imports:
         merged["imported_seeds"] = imports
