@@ -63,7 +63,18 @@ def main() -> None:
     runs = []
     for name in args.variants:
         for seed in args.seeds:
-            run = train_once(args.dataset, "hyenarec", args.lr, seed, args, overrides=VARIANTS[name][1], variant=name)
+            # the `full` variant is the default HyenaRec: the same run made by accuracy.py (same command) is reused
+            same = ROOT / "runs" / "accuracy" / args.dataset / "hyenarec" / f"lr{args.lr:g}-seed{seed}"
+            run = train_once(
+                args.dataset,
+                "hyenarec",
+                args.lr,
+                seed,
+                args,
+                overrides=VARIANTS[name][1],
+                variant=name,
+                same_run_in=same if name == "full" else None,
+            )
             runs.append(dict(run, variant=name))
     done = {r["variant"] for r in runs}
     if json_path.exists():  # keep variants measured earlier with the same settings

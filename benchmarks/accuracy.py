@@ -126,8 +126,13 @@ def train_once(
     overrides: tuple[str, ...] = (),
     variant: str | None = None,
     dropout: float | None = None,
+    same_run_in: Path | None = None,
 ) -> dict:
-    """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default)."""
+    """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default).
+
+    `same_run_in`: another folder that may hold this very run, made by another script (e.g. the ablations' `full`
+    variant is accuracy.py's default HyenaRec). Its results are used, instead of training again, only if its recorded
+    command equals this run's command with the output folder swapped."""
     if dropout is not None and dropout == default_dropout(model):
         dropout = None  # the default configuration: same run, same folder, same cache as without the grid
     tag = "" if dropout is None else f"-do{dropout:g}"
@@ -142,6 +147,11 @@ def train_once(
         if saved.get("accuracy_command") == shown:
             print(f"[cached] {shown}", flush=True)
             return record(dataset, model, lr, seed, saved, shown, out)
+    if same_run_in is not None and (same_run_in / "results.json").exists():
+        saved = json.loads((same_run_in / "results.json").read_text())
+        if saved.get("accuracy_command") == shown.replace(relative(out), relative(same_run_in)):
+            print(f"[same run in {relative(same_run_in)}] {shown}", flush=True)
+            return record(dataset, model, lr, seed, saved, saved["accuracy_command"], same_run_in)
     print(f"[run] {shown}", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)

@@ -134,3 +134,36 @@ def test_ablation_report_names_its_dataset(tmp_path):
     text = (tmp_path / "ablations_beauty.md").read_text()
     assert text.startswith("# Ablations: HyenaRec on Amazon Beauty (L = 50)")
     assert "| with learned position embeddings (as SASRec) | 1 |" in text and "+0.0020" in text
+
+
+def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_command_matches(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs: the ablations' `full` variant reuses accuracy.py's run of the same command,
+    and trains its own run when any setting differs."""
+    import argparse
+    import random
+
+    rng = random.Random(0)
+    lines = [f"{u} " + " ".join(str(rng.randint(1, 20)) for _ in range(rng.randint(4, 9))) for u in range(1, 41)]
+    data = tmp_path / "seq.txt"
+    data.write_text("\n".join(lines) + "\n")
+    monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
+    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+
+    def settings(runs_dir, epochs):
+        return argparse.Namespace(epochs=epochs, minutes=None, bf16=False, batch_size=128, runs_dir=runs_dir)
+
+    first = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, settings(tmp_path / "accuracy", 1), overrides=tiny)
+    made = tmp_path / "accuracy" / "tiny" / "hyenarec" / "lr0.001-seed0"
+    assert first["folder"] == str(made) and (made / "results.json").exists()
+
+    def as_ablation(epochs):
+        args = settings(tmp_path / "ablations", epochs)
+        return accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny, variant="full", same_run_in=made)
+
+    same = as_ablation(1)
+    assert same["folder"] == str(made) and same["test"] == first["test"] and same["command"] == first["command"]
+    assert not (tmp_path / "ablations" / "tiny" / "full").exists()  # nothing trained again
+
+    other = as_ablation(2)
+    own = tmp_path / "ablations" / "tiny" / "full" / "lr0.001-seed0"
+    assert other["folder"] == str(own) and other["epochs_run"] == 2.0 and (own / "results.json").exists()

@@ -149,3 +149,22 @@ def test_two_process_evaluation_equals_single_process_at_every_uneven_tail(train
             assert rank[batch_size]["world_size"] == 2
             for key, value in reference.items():
                 assert rank[batch_size]["metrics"][f"test_{key}"] == value, (batch_size, key)
+
+
+def test_two_process_finetune_adds_new_items_and_prints_once(trained, data_file, tmp_path):
+    # new events for the same users plus 5 items the trained model has never seen
+    lines = data_file.read_text().split("\n")
+    new_lines = [f"{line} {31 + i % 5}" for i, line in enumerate(filter(None, lines))]
+    new_data = tmp_path / "new_events.txt"
+    new_data.write_text("\n".join(new_lines) + "\n")
+    out = tmp_path / "finetuned"
+    command = ["-m", "hyenarec_hf.cli", "finetune", str(trained), "--data-file", str(new_data)]
+    command += ["--output-dir", str(out), "--epochs", "1", "--batch-size", str(TRAIN_BATCH_SIZE), "--seed", "0"]
+    done = launch(command)
+    assert done.stdout.count("fine-tuned on ") == 1 and done.stdout.count("Hub-ready folder: ") == 1, done.stdout
+    base = load_model(trained)
+    model = load_model(out)
+    assert model.config.num_items == base.config.num_items + 5
+    assert not (out / ".staging").exists()
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["new_items"] == 5 and results["test"]["num_users"] == NUM_USERS
