@@ -76,15 +76,21 @@ def main() -> None:
                 same_run_in=same if name == "full" else None,
             )
             runs.append(dict(run, variant=name))
-    done = {r["variant"] for r in runs}
-    if json_path.exists():  # keep variants measured earlier with the same settings
-        old = json.loads(json_path.read_text())
-        if old["settings"] == settings_of(args):
-            runs = [r for r in old["runs"] if r["variant"] not in done] + runs
-    result = {"settings": settings_of(args), "runs": runs}
+    old = json.loads(json_path.read_text()) if json_path.exists() else None
+    result = merge_runs(old, {"settings": settings_of(args), "runs": runs})
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out.with_suffix(".md"))
     print(args.out.with_suffix(".md").read_text())
+
+
+def merge_runs(old: dict | None, new: dict) -> dict:
+    """The new runs plus the earlier runs of the same settings that they do not replace: a (variant, seed) run again
+    replaces its old record, every other old record is kept. Earlier runs of other settings are dropped."""
+    if old is None or old["settings"] != new["settings"]:
+        return new
+    done = {(r["variant"], r["seed"]) for r in new["runs"]}
+    kept = [r for r in old["runs"] if (r["variant"], r["seed"]) not in done]
+    return {"settings": new["settings"], "runs": kept + new["runs"]}
 
 
 def settings_of(args: argparse.Namespace) -> dict:
@@ -95,7 +101,8 @@ def summarise(result: dict) -> list[dict]:
     """One row per variant, in `VARIANTS` order: mean (and sample std with several seeds) over its seeds."""
     by_variant: dict[str, list[dict]] = {}
     for r in result["runs"]:
-        by_variant.setdefault(r["variant"], []).append(r)
+        if "failed" not in r:  # a failed run is listed under the table (`write_markdown`), never averaged
+            by_variant.setdefault(r["variant"], []).append(r)
     rows = []
     for name in VARIANTS:
         runs = by_variant.get(name)
@@ -148,7 +155,8 @@ def write_markdown(result: dict, path: Path) -> None:
         + (f", at most {s['minutes']} min" if s["minutes"] else "")
         + (", bf16 autocast" if s["bf16"] else ", fp32")
         + ". Full ranking, seen items excluded, test metrics at the best validation epoch; mean ± sample std over "
-        "seeds. A short budget: the ranking says which variant learns best in that budget, not where each ends.",
+        "seeds. The ranking says which variant does best in this budget, not where each would end with more "
+        "training.",
         "",
         "| variant | seeds | val NDCG@10 | test NDCG@10 | test HR@10 | Δ test NDCG@10 vs full | s / epoch | params |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -160,7 +168,13 @@ def write_markdown(result: dict, path: Path) -> None:
             f"| {r['label']} | {r['seeds']} | {r['val_ndcg']:.4f} | {cell(r, 'test_ndcg')} | {r['test_hr']:.4f} | {delta} | "
             f"{r['seconds_per_epoch']:.0f} | {r['num_parameters']:,} |"
         )
-    lines += ["", noise_note(rows), "", "Commands:", ""] + [f"- `{r['command']}`" for r in result["runs"]]
+    lines += ["", noise_note(rows), ""]
+    failed = [r for r in result["runs"] if "failed" in r]
+    if failed:
+        lines += ["Failed runs (not in the table; the error is in the JSON):", ""]
+        lines += [f"- {r['variant']}, seed {r['seed']}: `{r['command']}`" for r in failed] + [""]
+    ok = [r for r in result["runs"] if "failed" not in r]
+    lines += ["Commands:", ""] + [f"- `{r['command']}`" for r in ok]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -136,6 +136,34 @@ def test_ablation_report_names_its_dataset(tmp_path):
     assert "| with learned position embeddings (as SASRec) | 1 |" in text and "+0.0020" in text
 
 
+def test_ablation_seeds_run_one_at_a_time_accumulate_and_failed_runs_are_listed_not_averaged(tmp_path):
+    first = ablation_runs({"full": [0.120, 0.122], "order8": [0.125]})  # seeds 42, 43 / 42
+    second = ablation_runs({"order8": [0.127], "no_short": [0.0]})  # seed 42 of each: renumber below
+    second["runs"][0]["seed"] = 43
+    failed = second["runs"][1]
+    for key in ("test", "validation_best", "seconds_per_epoch", "epochs_run"):
+        del failed[key]
+    failed["failed"] = "checkpoints of an earlier run"
+    merged = ablations.merge_runs(first, second)
+    kept = sorted((r["variant"], r["seed"], "failed" in r) for r in merged["runs"])
+    assert kept == [
+        ("full", 42, False),
+        ("full", 43, False),
+        ("no_short", 42, True),
+        ("order8", 42, False),
+        ("order8", 43, False),
+    ]
+    rows = {r["variant"]: r for r in ablations.summarise(merged)}
+    assert rows["order8"]["seeds"] == 2 and rows["order8"]["test_ndcg"] == pytest.approx(0.126)
+    assert "no_short" not in rows
+    ablations.write_markdown(merged, tmp_path / "ablations.md")
+    text = (tmp_path / "ablations.md").read_text()
+    assert "Failed runs" in text and "- no_short, seed 42: `hyenarec train --model hyenarec" in text
+    # runs of other settings are not mixed in
+    other = dict(second, settings=dict(second["settings"], epochs=40))
+    assert ablations.merge_runs(first, other) == other
+
+
 def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_command_matches(tmp_path, monkeypatch):
     """Real (tiny) `hyenarec train` runs: the ablations' `full` variant reuses accuracy.py's run of the same command,
     and trains its own run when any setting differs."""
