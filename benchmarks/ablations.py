@@ -24,7 +24,7 @@ import json
 import statistics
 from pathlib import Path
 
-from accuracy import DATASETS, ROOT, cell, train_once  # sibling script: the same runner, cache and cells
+from accuracy import DATASETS, ROOT, RUNS_DIR, cell, train_once  # sibling script: the same runner, cache and cells
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -64,7 +64,6 @@ def main() -> None:
     for name in args.variants:
         for seed in args.seeds:
             # the `full` variant is the default HyenaRec: the same run made by accuracy.py (same command) is reused
-            same = ROOT / "runs" / "accuracy" / args.dataset / "hyenarec" / f"lr{args.lr:g}-seed{seed}"
             run = train_once(
                 args.dataset,
                 "hyenarec",
@@ -73,7 +72,7 @@ def main() -> None:
                 args,
                 overrides=VARIANTS[name][1],
                 variant=name,
-                same_run_in=same if name == "full" else None,
+                also_in=RUNS_DIR if name == "full" else None,
             )
             runs.append(dict(run, variant=name))
     old = json.loads(json_path.read_text()) if json_path.exists() else None

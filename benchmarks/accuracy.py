@@ -53,6 +53,7 @@ DATASETS = {
         "label": "ML-1M, long histories (L = 2000)",
     },
 }
+RUNS_DIR = ROOT / "runs" / "accuracy"  # default --runs-dir
 MODELS = ("hyenarec", "sasrec", "bert4rec", "gru4rec")
 LABELS = {
     "hyenarec": "HyenaRec",
@@ -126,32 +127,29 @@ def train_once(
     overrides: tuple[str, ...] = (),
     variant: str | None = None,
     dropout: float | None = None,
-    same_run_in: Path | None = None,
+    also_in: Path | None = None,
 ) -> dict:
     """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default).
 
-    `same_run_in`: another folder that may hold this very run, made by another script (e.g. the ablations' `full`
-    variant is accuracy.py's default HyenaRec). Its results are used, instead of training again, only if its recorded
-    command equals this run's command with the output folder swapped."""
+    `also_in`: another runs folder that may hold this very run under the model's name, made by another script (the
+    ablations' `full` variant is accuracy.py's default HyenaRec). Its results are used, instead of training again,
+    only if its recorded command equals this run's command with the output folder swapped."""
     if dropout is not None and dropout == default_dropout(model):
         dropout = None  # the default configuration: same run, same folder, same cache as without the grid
     tag = "" if dropout is None else f"-do{dropout:g}"
     if dropout is not None:
         overrides = (*overrides, f"hidden_dropout_prob={dropout}")
-    out = args.runs_dir / dataset / (variant or model) / f"lr{lr:g}{tag}-seed{seed}"
+    folder = f"lr{lr:g}{tag}-seed{seed}"
+    out = args.runs_dir / dataset / (variant or model) / folder
     command = run_command(dataset, model, lr, seed, args, out, overrides)
     shown = shlex.join(["hyenarec", *command[1:]]).replace(str(DATA), "../shared/data").replace(str(ROOT) + "/", "")
-    results_file = out / "results.json"
-    if results_file.exists():
-        saved = json.loads(results_file.read_text())
-        if saved.get("accuracy_command") == shown:
-            print(f"[cached] {shown}", flush=True)
-            return record(dataset, model, lr, seed, saved, shown, out)
-    if same_run_in is not None and (same_run_in / "results.json").exists():
-        saved = json.loads((same_run_in / "results.json").read_text())
-        if saved.get("accuracy_command") == shown.replace(relative(out), relative(same_run_in)):
-            print(f"[same run in {relative(same_run_in)}] {shown}", flush=True)
-            return record(dataset, model, lr, seed, saved, saved["accuracy_command"], same_run_in)
+    for cached in [out] + ([also_in / dataset / model / folder] if also_in is not None else []):
+        expected = shown.replace(relative(out), relative(cached))
+        if (cached / "results.json").exists():
+            saved = json.loads((cached / "results.json").read_text())
+            if saved.get("accuracy_command") == expected:
+                print(f"[cached] {expected}", flush=True)
+                return record(dataset, model, lr, seed, saved, expected, cached)
     print(f"[run] {shown}", flush=True)
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -167,6 +165,7 @@ def train_once(
             "command": shown,
             "folder": relative(out),
         }
+    results_file = out / "results.json"
     saved = json.loads(results_file.read_text())
     saved["accuracy_command"] = shown
     saved["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -438,7 +437,7 @@ def main() -> None:
     parser.add_argument(
         "--dropouts", type=float, nargs="+", default=None, help="also tune hidden_dropout_prob over these values"
     )
-    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "accuracy")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")
     parser.add_argument(
         "--import-run",

@@ -186,7 +186,9 @@ def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_comman
 
     def as_ablation(epochs):
         args = settings(tmp_path / "ablations", epochs)
-        return accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny, variant="full", same_run_in=made)
+        return accuracy.train_once(
+            "tiny", "hyenarec", 1e-3, 0, args, overrides=tiny, variant="full", also_in=tmp_path / "accuracy"
+        )
 
     same = as_ablation(1)
     assert same["folder"] == str(made) and same["test"] == first["test"] and same["command"] == first["command"]
