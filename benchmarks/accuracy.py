@@ -187,6 +187,11 @@ def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command:
         "train_seconds": saved["train_seconds"],
         "seconds_per_epoch": round(saved["train_seconds"] / max(epochs, 1e-9), 1),
         "num_parameters": saved["num_parameters"],
+        # the learning curve, so that the report can say whether a run had converged
+        "val_ndcg_by_epoch": [
+            round(e["eval_ndcg@10_full"], 4) for e in saved.get("log_history", []) if "eval_ndcg@10_full" in e
+        ],
+        "train_loss_by_log": [round(e["loss"], 3) for e in saved.get("log_history", []) if "loss" in e],
         "command": command,
         "folder": relative(out),
     }
