@@ -2,7 +2,7 @@
 
     python benchmarks/publish_results.py   # README's <!-- bench:... --> block, model_card.md's <!-- baselines:... -->
 
-Sources: `block_speed.json`, `scaling_cpu.json` (and `scaling_cuda.json` when present), `accuracy.json`,
+Sources: `block_speed.json`, `scaling_cpu.json` (and `scaling_cpu_chunked_ce.json`, `scaling_cuda*.json` when present), `accuracy.json`,
 `ablations.json`. A missing file is said to be missing in the block, never filled in.
 """
 
@@ -56,8 +56,10 @@ def block_speed_section(result: dict | None) -> list[str]:
     return lines
 
 
-def scaling_section(result: dict | None, device: str) -> list[str]:
-    lines = [f"### Training throughput and memory vs history length, {device} (`benchmarks/scaling_{device}.md`)", ""]
+def scaling_section(result: dict | None, device: str, loss_type: str = "ce") -> list[str]:
+    stem = f"scaling_{device}" if loss_type == "ce" else f"scaling_{device}_{loss_type}"
+    loss = "" if loss_type == "ce" else f", both models on `loss_type={loss_type}`"
+    lines = [f"### Training throughput and memory vs history length, {device}{loss} (`benchmarks/{stem}.md`)", ""]
     if result is None:
         return lines + [f"Not measured on {device} yet (`python benchmarks/scaling.py`).", ""]
     memory = {m["length"]: m.get("memory_ratio") for m in result.get("memory", [])}
@@ -187,8 +189,10 @@ def main() -> None:
     ]
     lines += block_speed_section(load("block_speed.json"))
     lines += scaling_section(load("scaling_cpu.json"), "cpu")
-    if load("scaling_cuda.json"):
-        lines += scaling_section(load("scaling_cuda.json"), "cuda")
+    for device, loss_type in (("cpu", "chunked_ce"), ("cuda", "ce"), ("cuda", "chunked_ce")):
+        suffix = "" if loss_type == "ce" else f"_{loss_type}"
+        if load(f"scaling_{device}{suffix}.json"):
+            lines += scaling_section(load(f"scaling_{device}{suffix}.json"), device, loss_type)
     lines += accuracy_section(load("accuracy.json"))
     lines += ablation_section(load("ablations.json"))
     lines.append(END)

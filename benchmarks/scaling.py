@@ -11,7 +11,7 @@ length gets the same number of tokens per batch (`--tokens`, default 16,384: bat
   step no token mixer can save.
 - Peak memory of a training step: each (model, L) runs in a fresh subprocess (`--memory-probe MODEL L`) that builds the
   model and the batch, runs a warm-up step on one short history, records its resident set size, runs two training
-  steps and reports the growth of the peak RSS (`getrusage` maxrss) over that baseline. On CUDA: `torch.cuda.max_memory_allocated` over the baseline. A model whose
+  steps and reports the growth of the peak RSS (`VmHWM`, reset after the warm-up) over that baseline. On CUDA: `torch.cuda.max_memory_allocated` over the baseline. A model whose
   probe dies (out of memory) or whose step takes longer than `--max-step-s` is skipped at that length and beyond.
 - Serving latency: top-10 for one user (batch 1, eval mode) at `--latency-lengths` through `model.recommend` (raw ids
   in and out: `config.item_ids` is set) and the bare `model.score_histories` on a ready index tensor.
@@ -24,6 +24,7 @@ for contrast) is profiled at that length (torch.profiler, self time by op) and t
     python benchmarks/scaling.py --quick              # L = 50, 200, 1000, one timed round: a smoke test
     python benchmarks/scaling.py --lengths 200 4000   # some lengths only
     python benchmarks/scaling.py --device cuda        # writes benchmarks/scaling_cuda.{json,md,png}
+    python benchmarks/scaling.py --loss-type chunked_ce  # both models on the chunked loss: scaling_cpu_chunked_ce.*
     python benchmarks/scaling.py --report-only        # redraw the .md and .png from the saved .json
 """
 
@@ -50,7 +51,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hyenarec_hf import HyenaRecConfig, HyenaRecForNextItemPrediction, SASRecConfig, SASRecForNextItemPrediction
-from hyenarec_hf.modeling.next_item import mask_padding_item, next_item_cross_entropy
+from hyenarec_hf.modeling.next_item import chunked_cross_entropy, mask_padding_item, next_item_cross_entropy
 
 HERE = Path(__file__).resolve().parent
 LENGTHS = (50, 100, 200, 500, 1000, 2000, 4000, 8000)
@@ -60,6 +61,13 @@ MODELS = ("hyenarec", "sasrec")
 LABELS = {"hyenarec": "HyenaRec", "sasrec": "SASRec", "head": "shared head only"}
 NUM_ITEMS, HIDDEN, LAYERS, FFN, HEADS = 3416, 64, 2, 256, 2
 STATE = {True: "met", False: "**missed**", None: "not measured"}
+# `--loss-type`: what each model's training step computes after its blocks (the same for both models)
+LOSS_DESCRIPTIONS = {
+    "ce": 'full-softmax cross-entropy over all items at every position (`loss_type="ce"`: the `(tokens, items)` '
+    "logits are built, as by default)",
+    "chunked_ce": "the same full-softmax cross-entropy computed a chunk of positions at a time "
+    '(`loss_type="chunked_ce"`: the `(tokens, items)` logits are never built)',
+}
 NOTES = ("<!-- scaling:notes:start -->", "<!-- scaling:notes:end -->")  # hand-written, kept across runs
 # Reported against, never asserted.
 TARGETS = {"throughput_ratio_at_200": 1.0, "throughput_ratio_from_4000": 6.0, "memory_ratio_at_4000": 0.25}
@@ -86,9 +94,10 @@ CATEGORIES = (
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def build_model(name: str, length: int, item_ids: list[str] | None = None) -> nn.Module:
+def build_model(name: str, length: int, item_ids: list[str] | None = None, loss_type: str = "ce") -> nn.Module:
     """The ML-1M-sized model `name` ("hyenarec" or "sasrec") reading histories of up to `length` items."""
     common = {
+        "loss_type": loss_type,
         "num_items": NUM_ITEMS,
         "hidden_size": HIDDEN,
         "num_hidden_layers": LAYERS,
@@ -143,8 +152,9 @@ class HeadStep(TrainStep):
     """The next-item head alone: `(batch, L, hidden)` states -> scores over all items -> cross-entropy -> backward ->
     AdamW on the item table. Both models run exactly this after their blocks (`NextItemMixin.score`)."""
 
-    def __init__(self, batch: dict[str, torch.Tensor], device: torch.device):
+    def __init__(self, batch: dict[str, torch.Tensor], device: torch.device, loss_type: str = "ce"):
         torch.manual_seed(0)
+        self.loss_type = loss_type
         table = nn.Embedding(NUM_ITEMS + 1, HIDDEN, padding_idx=0)
         super().__init__(table, batch, device)
         shape = (*batch["labels"].shape, HIDDEN)
@@ -155,8 +165,11 @@ class HeadStep(TrainStep):
             raise ValueError("HeadStep runs on the batch it was built with.")
         synchronize(self.device)
         start = time.perf_counter()
-        logits = mask_padding_item(self.hidden @ self.model.weight.transpose(0, 1))
-        next_item_cross_entropy(logits, self.batch["labels"]).backward()
+        if self.loss_type == "chunked_ce":
+            chunked_cross_entropy(self.hidden, self.batch["labels"], self.model.weight).backward()
+        else:
+            logits = mask_padding_item(self.hidden @ self.model.weight.transpose(0, 1))
+            next_item_cross_entropy(logits, self.batch["labels"]).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.hidden.grad = None
@@ -192,6 +205,28 @@ def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def reset_peak_rss() -> bool:
+    """Set this process's resident-set high-water mark (`VmHWM`) to its current RSS (Linux >= 4.0); False if the
+    kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size, `VmHWM` of `/proc/self/status`.
+
+    Not `getrusage(RUSAGE_SELF).ru_maxrss`: Linux carries that one over from the parent across fork and exec, so a
+    probe started by a parent that once held 3 GB reports at least 3 GB whatever it does itself. `VmHWM` belongs to
+    this process image's own memory map."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line: peak RSS cannot be read on this system.")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Peak memory: one fresh subprocess per (model, L)
 # ----------------------------------------------------------------------------------------------------------------------
@@ -201,7 +236,8 @@ def memory_probe(name: str, length: int, args) -> None:
     """Body of `--memory-probe MODEL L`: print one JSON line with the peak memory growth of two training steps."""
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    step = TrainStep(build_model(name, length), make_batch(length, args.tokens, device), device)
+    model = build_model(name, length, loss_type=args.loss_type)
+    step = TrainStep(model, make_batch(length, args.tokens, device), device)
     # One step on a single short history first: it pages in the code of every op the real step runs (tens of MB of
     # RSS that are not memory the step needs) and creates the AdamW state. Up to 128 items, so HyenaRec's "auto" picks
     # the same convolution as at L.
@@ -215,7 +251,10 @@ def memory_probe(name: str, length: int, args) -> None:
         baseline = torch.cuda.memory_allocated(device)
     else:
         baseline = rss_bytes()
-        result["maxrss_before_steps_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        # Without the reset the high-water mark still holds the imports' and the warm-up's peak (reported as such).
+        result["peak_reset"] = reset_peak_rss()
+        result["peak_before_steps_mb"] = round(peak_rss_bytes() / 2**20, 1)
+        result["inherited_maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     times = []
     try:
         for _ in range(2):
@@ -231,9 +270,10 @@ def memory_probe(name: str, length: int, args) -> None:
         peak = torch.cuda.max_memory_allocated(device)
         result["method"] = "torch.cuda.max_memory_allocated - allocated after model and batch construction"
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+        peak = peak_rss_bytes()
         result["method"] = (
-            "getrusage maxrss - RSS after imports, model, optimizer, batch and a one-history warm-up step"
+            "VmHWM (reset to the current RSS after the warm-up) - RSS after imports, model, optimizer, batch and a "
+            "one-history warm-up step"
         )
     result.update(
         status="ok",
@@ -248,7 +288,7 @@ def run_memory_probe(name: str, length: int, args, gate: IdleGate) -> dict:
     """Run `--memory-probe` in a fresh interpreter; a probe that dies or runs too long comes back as a status."""
     command = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", name, str(length)]
     command += ["--tokens", str(args.tokens), "--threads", str(args.threads), "--device", args.device]
-    command += ["--max-step-s", str(args.max_step_s)]
+    command += ["--max-step-s", str(args.max_step_s), "--loss-type", args.loss_type]
     timeout = 2 * args.max_step_s + 60  # imports, construction and at most two steps
     gate.wait()
     start = time.perf_counter()
@@ -281,9 +321,9 @@ def measure_training(length: int, args, skipped: dict[str, str], gate: IdleGate)
     steps: dict[str, TrainStep] = {}
     for name in MODELS:
         if name not in skipped:
-            steps[name] = TrainStep(build_model(name, length), batch, device)
+            steps[name] = TrainStep(build_model(name, length, loss_type=args.loss_type), batch, device)
     if not args.no_head:
-        steps["head"] = HeadStep(batch, device)
+        steps["head"] = HeadStep(batch, device, args.loss_type)
     last: dict[str, float] = {}
     for name in list(steps):
         gate.wait()
@@ -408,7 +448,8 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
-    step = TrainStep(build_model(name, length), make_batch(length, args.tokens, device), device)
+    model = build_model(name, length, loss_type=args.loss_type)
+    step = TrainStep(model, make_batch(length, args.tokens, device), device)
     step()
     gate.wait()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -663,12 +704,16 @@ def analysis_markdown(result: dict) -> list[str]:
                 )
         else:
             row = memory[length]
+            floor = (
+                f"One `(tokens, {NUM_ITEMS + 1:,})` float32 logits tensor is {logits_mb:,.0f} MB at {tokens:,} tokens per "
+                "batch, and the full-softmax loss holds several of them (logits, log-softmax output, their gradients) in "
+                "both models: a floor that does not depend on the token mixer (`--loss-type chunked_ce` removes it)."
+                if result["settings"].get("loss_type", "ce") == "ce"
+                else "The loss scores one chunk of positions at a time in both models, so no logits floor is left."
+            )
             lines.append(
                 f"  - Peak growth: HyenaRec {row['hyenarec']['peak_growth_mb']:,.0f} MB, SASRec "
-                f"{row['sasrec']['peak_growth_mb']:,.0f} MB. One `(tokens, {NUM_ITEMS + 1:,})` float32 logits tensor "
-                f"is {logits_mb:,.0f} MB at {tokens:,} tokens per batch, and the full-softmax loss holds several of them "
-                "(logits, log-softmax output, their gradients) in both models: a floor that does not depend on the "
-                "token mixer."
+                f"{row['sasrec']['peak_growth_mb']:,.0f} MB. {floor}"
             )
         for name in MODELS:
             p = profiles.get((name, length))
@@ -703,10 +748,13 @@ def write_markdown(result: dict, path: Path) -> None:
         "process builds the model, the AdamW optimizer and the batch, runs one training step on a single history of "
         "min(L, 128) items (so the code of every op is already paged in and the AdamW state exists), hands freed heap "
         "back to the OS (`malloc_trim`) and reads its resident set size: the baseline. It then runs two full training "
-        "steps (one where a step takes over 10 s); the number reported is the peak RSS (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) minus that "
+        "steps (one where a step takes over 10 s); the number reported is the peak RSS (`VmHWM` of `/proc/self/status`, "
+        "reset to the current RSS through `/proc/self/clear_refs` just before the steps) minus that "
         "baseline. It counts everything the steps made resident (activations saved for backward, gradients, "
         "temporaries, allocator slack), not only live tensors; some 20-40 MB of it is allocator slack that shows up "
-        "even with a 256-token batch, in both models"
+        "even with a 256-token batch, in both models. (Results committed before 2026-11-24 read "
+        "`getrusage(RUSAGE_SELF).ru_maxrss` instead, which Linux carries over from the parent across fork and exec: "
+        "from L = 100 on, the smaller model's number there was the parent's peak, not its own.)"
     )
     lines = [
         f"# Scaling with history length: HyenaRec vs SASRec ({unit})",
@@ -720,7 +768,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "boolean causal mask and attention dropout 0.2 (as in training).",
         f"- Batches: {s['tokens']:,} tokens per batch (batch = max(1, {s['tokens']:,} // L)), random full-length "
         "histories, a label at every position.",
-        "- Training step: forward, full-softmax cross-entropy over all items at every position, backward, AdamW "
+        f"- Training step: forward, {LOSS_DESCRIPTIONS[s.get('loss_type', 'ce')]}, backward, AdamW "
         "(lr 1e-3), zero grads: what `transformers.Trainer` runs per batch. HyenaRec and SASRec (and the shared "
         "head alone) alternate every round in one process, after "
         f"{s['warmup']} warm-up step(s) each; min and median over the rounds.",
@@ -851,6 +899,13 @@ def write_reports(result: dict, out: Path) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", type=int, nargs="+", default=None, help=f"default {list(LENGTHS)}")
+    parser.add_argument(
+        "--loss-type",
+        default="ce",
+        choices=list(LOSS_DESCRIPTIONS),
+        help="both models' training loss: ce (full logits, the default) or chunked_ce (same loss, no full logits); "
+        "chunked_ce writes scaling_<device>_chunked_ce.*",
+    )
     parser.add_argument("--tokens", type=int, default=16384, help="tokens per batch (batch = max(1, tokens // L))")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (writes scaling_cuda.*)")
@@ -888,7 +943,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if device.type not in ("cpu", "cuda"):
         parser.error(f"--device must be cpu or cuda, got {args.device!r}.")
-    args.out = args.out or HERE / f"scaling_{device.type}"
+    suffix = "" if args.loss_type == "ce" else f"_{args.loss_type}"
+    args.out = args.out or HERE / f"scaling_{device.type}{suffix}"
     return args
 
 
@@ -951,6 +1007,7 @@ def main(argv: list[str] | None = None) -> None:
             "ffn": FFN,
             "attention_heads": HEADS,
             "dtype": "float32",
+            "loss_type": args.loss_type,
             "conv_auto_threshold": HyenaRecConfig().conv_auto_threshold,
             "warmup": args.warmup,
             "repeats": args.repeats,

@@ -199,16 +199,22 @@ class NonFiniteLossGuard(TrainerCallback):
         return f"{what}{epoch}: training stopped. The run diverged: {fix}, and train again; {kept}."
 
 
+# loss types the model computes from its hidden states and the labels (no full logits in training)
+MODEL_COMPUTED_LOSSES = ("sampled_ce", "chunked_ce")
+
+
 class NextItemTrainer(Trainer):
-    """The stock `Trainer` plus the one thing it lacks for models trained with `loss_type="sampled_ce"`.
+    """The stock `Trainer` plus the one thing it lacks for models that compute their loss from the hidden states
+    (`loss_type="sampled_ce"` or `"chunked_ce"`).
 
     `compute_loss_func` (needed to score the packed evaluation labels) makes `Trainer.compute_loss` take `labels` out
     of the batch before the forward, so the model could never compute a loss that needs the targets inside it. A
-    sampled softmax does: it scores each target and the shared negatives from the hidden states and never builds the
-    `(tokens, num_items + 1)` logits, which is its point on large catalogues. So in training, and only for such a
-    model, the labels go to the model and its own loss is used (checked by the non-finite guard and scaled across
-    processes as the stock method scales a `num_items_in_batch`-normalised loss). Everything else, evaluation
-    included, is the stock `compute_loss`.
+    sampled softmax does (it scores each target and the shared negatives), and so does the chunked full softmax (it
+    scores the labelled positions a chunk at a time): neither builds the `(tokens, num_items + 1)` logits, which is
+    their point on large catalogues and long histories. So in training, and only for such a model, the labels go to
+    the model and its own loss is used (checked by the non-finite guard and scaled across processes as the stock
+    method scales a `num_items_in_batch`-normalised loss). Everything else, evaluation included, is the stock
+    `compute_loss`.
     """
 
     def __init__(self, *args, loss_guard: NonFiniteLossGuard | None = None, **kwargs):
@@ -217,7 +223,8 @@ class NextItemTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
-        if not (model.training and getattr(config, "loss_type", "ce") == "sampled_ce" and "labels" in inputs):
+        own_loss = getattr(config, "loss_type", "ce") in MODEL_COMPUTED_LOSSES
+        if not (model.training and own_loss and "labels" in inputs):
             return super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )

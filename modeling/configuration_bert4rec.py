@@ -8,7 +8,7 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 HIDDEN_ACTS = ("gelu", "relu")
-LOSS_TYPES = ("ce", "sampled_ce")
+LOSS_TYPES = ("ce", "sampled_ce", "chunked_ce")
 
 
 def _check(condition: bool, field: str, value, allowed: str) -> None:
@@ -63,7 +63,9 @@ class BERT4RecConfig(PretrainedConfig):
             the paper's "samples that only mask the last item"), which matches how the model is used to recommend.
         loss_type (`str`, defaults to `"ce"`):
             `"ce"`: full-softmax cross-entropy over all items at every masked position; `"sampled_ce"`:
-            cross-entropy over the target and `num_negatives` uniformly sampled items (training only).
+            cross-entropy over the target and `num_negatives` uniformly sampled items (training only); `"chunked_ce"`: the same
+            full softmax in training, scored in chunks of positions so the `(positions, items)` logits are never
+            built (less memory, same loss; the forward returns no logits in training).
         num_negatives (`int`, defaults to 256):
             Negatives per batch for `loss_type="sampled_ce"`.
         item_ids (`list[str]`, *optional*):

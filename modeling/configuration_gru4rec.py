@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-LOSS_TYPES = ("ce", "sampled_ce")
+LOSS_TYPES = ("ce", "sampled_ce", "chunked_ce")
 
 
 def _check(condition: bool, field: str, value, allowed: str) -> None:
@@ -47,7 +47,9 @@ class GRU4RecConfig(PretrainedConfig):
             Xavier-uniform, as RecBole).
         loss_type (`str`, defaults to `"ce"`):
             `"ce"`: full-softmax cross-entropy over all items at every labelled position; `"sampled_ce"`:
-            cross-entropy over the target and `num_negatives` uniformly sampled items (training only).
+            cross-entropy over the target and `num_negatives` uniformly sampled items (training only); `"chunked_ce"`: the same
+            full softmax in training, scored in chunks of positions so the `(positions, items)` logits are never
+            built (less memory, same loss; the forward returns no logits in training).
         num_negatives (`int`, defaults to 256):
             Negatives per batch for `loss_type="sampled_ce"`.
         item_ids (`list[str]`, *optional*):

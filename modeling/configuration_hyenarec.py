@@ -13,7 +13,7 @@ from transformers import PretrainedConfig
 FILTER_TYPES = ("legendre", "implicit", "hybrid")
 CONV_IMPLS = ("auto", "fft", "toeplitz", "direct")
 BRANCH_FUSIONS = ("sum", "gate")
-LOSS_TYPES = ("ce", "sampled_ce")
+LOSS_TYPES = ("ce", "sampled_ce", "chunked_ce")
 
 
 def _check(condition: bool, field: str, value, allowed: str) -> None:
@@ -83,7 +83,9 @@ class HyenaRecConfig(PretrainedConfig):
             Epsilon of the layer norms.
         loss_type (`str`, defaults to `"ce"`):
             `"ce"`: full-softmax cross-entropy over all items at every non-padding position; `"sampled_ce"`:
-            cross-entropy over the target and `num_negatives` uniformly sampled items (for large catalogues).
+            cross-entropy over the target and `num_negatives` uniformly sampled items (for large catalogues); `"chunked_ce"`: the same
+            full softmax in training, scored in chunks of positions so the `(positions, items)` logits are never
+            built (less memory, same loss; the forward returns no logits in training).
         num_negatives (`int`, defaults to 256):
             Negatives per batch for `loss_type="sampled_ce"`.
         item_ids (`list[str]`, *optional*):

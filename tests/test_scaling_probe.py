@@ -1,0 +1,38 @@
+"""`benchmarks/scaling.py --memory-probe`: the peak memory it reports is the probe's own, not its parent's."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scaling.py"
+
+
+def probe(model: str, length: int, tokens: int, loss_type: str = "ce") -> dict:
+    command = [sys.executable, str(SCRIPT), "--memory-probe", model, str(length), "--tokens", str(tokens)]
+    command += ["--threads", "1", "--loss-type", loss_type]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True)
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_memory_probe_reports_its_own_peak_not_the_parents():
+    # This process touches 1.5 GB first: Linux's getrusage maxrss would hand that peak down to the probe.
+    ballast = torch.ones(1536 * 2**20 // 4)
+    result = probe("hyenarec", 50, tokens=256)
+    del ballast
+    assert result["status"] == "ok"
+    assert result["inherited_maxrss_mb"] > 1500  # the trap is there...
+    assert 0 < result["peak_growth_mb"] < 300  # ...and the probe does not fall in it (a 256-token step)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_memory_probe_sees_the_full_logits_of_the_default_loss_and_not_of_the_chunked_one():
+    # 8,192 positions x 3,417 items: one float32 logits tensor is 107 MB, and the full softmax keeps several.
+    full = probe("hyenarec", 512, tokens=8192)
+    chunked = probe("hyenarec", 512, tokens=8192, loss_type="chunked_ce")
+    assert full["peak_growth_mb"] > 300
+    assert chunked["peak_growth_mb"] < full["peak_growth_mb"] - 107  # at least one logits tensor less (~190 MB here)
