@@ -139,6 +139,10 @@ def train_once(
     tag = "" if dropout is None else f"-do{dropout:g}"
     if dropout is not None:
         overrides = (*overrides, f"hidden_dropout_prob={dropout}")
+    loss_type = getattr(args, "loss_type", "ce")
+    if loss_type != "ce":  # the same loss computed another way: its own folder, so runs of both stay side by side
+        tag += f"-{loss_type}"
+        overrides = (*overrides, f"loss_type={loss_type}")
     folder = f"lr{lr:g}{tag}-seed{seed}"
     out = args.runs_dir / dataset / (variant or model) / folder
     command = run_command(dataset, model, lr, seed, args, out, overrides)
@@ -252,6 +256,8 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         budget["dropouts"] = args.dropouts
     if getattr(args, "batch_size", 128) != 128:
         budget["batch_size"] = args.batch_size
+    if getattr(args, "loss_type", "ce") != "ce":
+        budget["loss_type"] = args.loss_type
     for r in runs:
         if r["model"] != "mostpop":
             r["budget"] = budget
@@ -404,6 +410,7 @@ def budget_text(budget: dict | None) -> str:
     text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
     text += f", batch {budget['batch_size']}" if budget.get("batch_size") else ""
+    text += f", `loss_type={budget['loss_type']}`" if budget.get("loss_type") else ""
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
     for seed, source in budget.get("imported_seeds", {}).items():
@@ -441,6 +448,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="training batch size (histories per step)")
     parser.add_argument(
         "--dropouts", type=float, nargs="+", default=None, help="also tune hidden_dropout_prob over these values"
+    )
+    parser.add_argument(
+        "--loss-type",
+        default="ce",
+        choices=["ce", "chunked_ce"],
+        help="chunked_ce: the same full-softmax loss without the (tokens, items) logits (faster on CPU)",
     )
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")

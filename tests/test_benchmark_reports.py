@@ -2,6 +2,7 @@
 written. The training runs themselves are real `hyenarec train` processes (tested in test_end_to_end.py); here the
 run records are built by hand so that every expected number is known."""
 
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -197,3 +198,31 @@ def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_comman
     other = as_ablation(2)
     own = tmp_path / "ablations" / "tiny" / "full" / "lr0.001-seed0"
     assert other["folder"] == str(own) and other["epochs_run"] == 2.0 and (own / "results.json").exists()
+
+
+def test_a_chunked_loss_run_gets_its_own_folder_and_says_so_in_its_budget(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs: `--loss-type chunked_ce` passes the loss to the model, keeps the `ce` run's
+    cache apart, reaches the same test metrics (same loss, same seed) and is named in the budget column."""
+    import argparse
+    import random
+
+    rng = random.Random(0)
+    lines = [f"{u} " + " ".join(str(rng.randint(1, 20)) for _ in range(rng.randint(4, 9))) for u in range(1, 41)]
+    data = tmp_path / "seq.txt"
+    data.write_text("\n".join(lines) + "\n")
+    monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
+    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+    runs = {}
+    for loss_type in ("ce", "chunked_ce"):
+        args = argparse.Namespace(
+            epochs=1, minutes=None, bf16=False, batch_size=128, runs_dir=tmp_path, loss_type=loss_type
+        )
+        runs[loss_type] = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny)
+    ce, chunked = runs["ce"], runs["chunked_ce"]
+    assert ce["folder"].endswith("lr0.001-seed0") and chunked["folder"].endswith("lr0.001-chunked_ce-seed0")
+    assert "loss_type=chunked_ce" in chunked["command"] and "loss_type" not in ce["command"]
+    saved = json.loads((Path(chunked["folder"]) / "config.json").read_text())
+    assert saved["loss_type"] == "chunked_ce"
+    assert chunked["test"] == pytest.approx(ce["test"], rel=1e-3, abs=1e-6)
+    assert "`loss_type=chunked_ce`" in accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "loss_type": "chunked_ce"})
+    assert "loss_type" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
