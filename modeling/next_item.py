@@ -285,9 +285,10 @@ class NextItemMixin:
             self._validate_labels(labels)
         loss_type = getattr(self.config, "loss_type", "ce")
         sampled = loss_type == "sampled_ce" and self.training
-        if sampled and labels is None and torch.is_grad_enabled():
+        if loss_type in ("sampled_ce", "chunked_ce") and self.training and labels is None and torch.is_grad_enabled():
+            what = "no sampled softmax runs" if sampled else "the full (tokens, items) logits are built after all"
             logger.warning_once(
-                "loss_type='sampled_ce' but the model got no labels in training, so no sampled softmax runs: a "
+                f"loss_type={loss_type!r} but the model got no labels in training, so {what}: a "
                 "Trainer with `compute_loss_func` takes the labels out of the batch and computes its own loss from "
                 "the full logits. Train with `hyenarec_hf.training.NextItemTrainer` (as `build_trainer` does), "
                 "which passes them to the model."

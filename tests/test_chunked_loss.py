@@ -184,3 +184,20 @@ def test_training_step_with_the_chunked_loss_never_allocates_the_full_logits():
         largest[loss_type] = max(event.cpu_memory_usage for event in prof.events())
     assert largest["ce"] >= logits_bytes  # the profiler does see the full logits when they are built
     assert largest["chunked_ce"] <= LOSS_CHUNK_ELEMENTS * 4 * 1.05 < logits_bytes
+
+
+def test_chunked_ce_model_trained_without_labels_says_the_full_logits_are_built(caplog):
+    import logging
+
+    logging.Logger.warning_once.cache_clear()  # transformers' warning_once: once per process and message
+    model = tiny("sasrec", 30, 6, loss_type="chunked_ce").train()
+    with caplog.at_level(logging.WARNING):
+        out = model(items(30, 2, 5))  # what a stock Trainer with compute_loss_func does: labels taken out
+    assert out.logits is not None
+    assert "full (tokens, items) logits are built" in caplog.text and "NextItemTrainer" in caplog.text
+    caplog.clear()
+    logging.Logger.warning_once.cache_clear()
+    with caplog.at_level(logging.WARNING):
+        model(items(30, 2, 5), labels=items(30, 2, 5, seed=2))  # labels given: the chunked loss runs
+        model.eval()(items(30, 2, 5))  # serving: nothing to say
+    assert caplog.text == ""
