@@ -11,6 +11,7 @@ import datasets
 import pytest
 import torch
 from remote_code import BLOCK_PACKAGE  # tests/remote_code.py: the import blocker
+from tiny_data import train_and_validation  # tests/tiny_data.py
 from transformers import AutoConfig, AutoModel, set_seed
 
 import hyenarec_hf
@@ -50,13 +51,7 @@ TINY = {
 MODEL_TYPES = list(TINY)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine cannot stall them in thread synchronisation."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_config(model_type: str, **overrides):
@@ -395,18 +390,6 @@ def test_most_popular_metrics_by_hand():
 # ----------------------------------------------------------------------------------------------------------------------
 # Trainer path
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def train_and_validation(histories: list[list[int]]) -> datasets.DatasetDict:
-    """Train on each history without its last two items; validate on predicting the second-to-last."""
-    return datasets.DatasetDict(
-        {
-            "train": datasets.Dataset.from_dict({"input_ids": [h[:-2] for h in histories]}),
-            "validation": datasets.Dataset.from_dict(
-                {"input_ids": [h[:-2] for h in histories], "target": [h[-2] for h in histories]}
-            ),
-        }
-    )
 
 
 @pytest.mark.parametrize("model_type", ["sasrec", "bert4rec"])

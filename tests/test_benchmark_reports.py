@@ -165,10 +165,9 @@ def test_ablation_seeds_run_one_at_a_time_accumulate_and_failed_runs_are_listed_
     assert ablations.merge_runs(first, other) == other
 
 
-def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_command_matches(tmp_path, monkeypatch):
-    """Real (tiny) `hyenarec train` runs: the ablations' `full` variant reuses accuracy.py's run of the same command,
-    and trains its own run when any setting differs."""
-    import argparse
+def tiny_dataset(tmp_path, monkeypatch) -> tuple[str, ...]:
+    """Register a 40-user, 20-item sequence file as accuracy.py's dataset "tiny"; return the `--set` overrides of a
+    tiny HyenaRec to train on it."""
     import random
 
     rng = random.Random(0)
@@ -176,7 +175,15 @@ def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_comman
     data = tmp_path / "seq.txt"
     data.write_text("\n".join(lines) + "\n")
     monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
-    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+    return ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+
+
+def test_train_once_reuses_the_same_run_from_another_folder_only_when_its_command_matches(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs: the ablations' `full` variant reuses accuracy.py's run of the same command,
+    and trains its own run when any setting differs."""
+    import argparse
+
+    tiny = tiny_dataset(tmp_path, monkeypatch)
 
     def settings(runs_dir, epochs):
         return argparse.Namespace(epochs=epochs, minutes=None, bf16=False, batch_size=128, runs_dir=runs_dir)
@@ -204,14 +211,8 @@ def test_a_chunked_loss_run_gets_its_own_folder_and_says_so_in_its_budget(tmp_pa
     """Real (tiny) `hyenarec train` runs: `--loss-type chunked_ce` passes the loss to the model, keeps the `ce` run's
     cache apart, reaches the same test metrics (same loss, same seed) and is named in the budget column."""
     import argparse
-    import random
 
-    rng = random.Random(0)
-    lines = [f"{u} " + " ".join(str(rng.randint(1, 20)) for _ in range(rng.randint(4, 9))) for u in range(1, 41)]
-    data = tmp_path / "seq.txt"
-    data.write_text("\n".join(lines) + "\n")
-    monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
-    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+    tiny = tiny_dataset(tmp_path, monkeypatch)
     runs = {}
     for loss_type in ("ce", "chunked_ce"):
         args = argparse.Namespace(

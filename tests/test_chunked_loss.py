@@ -4,9 +4,9 @@ It must give the loss and the gradients of `loss_type="ce"` (up to float roundin
 too, and never hold the `(positions, items)` logits in training.
 """
 
-import datasets
 import pytest
 import torch
+from tiny_data import train_and_validation  # tests/tiny_data.py
 from torch.profiler import ProfilerActivity, profile
 from transformers import set_seed
 
@@ -21,12 +21,7 @@ from modeling.next_item import (
 MODEL_TYPES = ["hyenarec", "sasrec", "bert4rec", "gru4rec"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny(model_type: str, num_items: int, length: int, **overrides):
@@ -124,17 +119,6 @@ def test_every_model_trains_with_the_chunked_loss_exactly_as_with_the_full_softm
     assert chunked_grads.keys() == full_grads.keys() and "model.item_embeddings.weight" in chunked_grads
     for name in full_grads:
         torch.testing.assert_close(chunked_grads[name], full_grads[name], rtol=1e-4, atol=1e-6, msg=name)
-
-
-def train_and_validation(histories: list[list[int]]) -> datasets.DatasetDict:
-    return datasets.DatasetDict(
-        {
-            "train": datasets.Dataset.from_dict({"input_ids": [h[:-2] for h in histories]}),
-            "validation": datasets.Dataset.from_dict(
-                {"input_ids": [h[:-2] for h in histories], "target": [h[-2] for h in histories]}
-            ),
-        }
-    )
 
 
 @pytest.mark.parametrize("model_type", ["hyenarec", "bert4rec"])

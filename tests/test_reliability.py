@@ -28,12 +28,7 @@ NUM_ITEMS = 12
 RAW_IDS = [str(100 + i) for i in range(1, NUM_ITEMS + 1)]  # raw ids differ from indices, so mix-ups show
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def tiny_model(item_ids: list[str] | None = RAW_IDS, **overrides) -> HyenaRecForNextItemPrediction:
