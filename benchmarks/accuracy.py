@@ -387,6 +387,9 @@ def write_markdown(result: dict, path: Path) -> None:
             lines += ["| model | HR@10 | NDCG@10 | source |", "|---|---:|---:|---|"]
             lines += [f"| {m} | {hr:.4f} | {nd:.4f} | {src} |" for m, hr, nd, src in ANCHORS[dataset]]
         lines += ["", verdict(dataset, rows), ""]
+        note = budget_differences(rows)
+        if note:
+            lines += [note, ""]
     lines += ["## Every run", "", "| dataset | model | lr | seed | val NDCG@10 | test NDCG@10 | command |"]
     lines += ["|---|---|---:|---:|---:|---:|---|"]
     for r in ok(result["runs"]):
@@ -417,6 +420,22 @@ def budget_text(budget: dict | None) -> str:
         text += f"; seed {seed} imported from `{source['file']}`"
         text += f" with another budget ({source['budget']})" if source["budget"] else ""
     return text
+
+
+def budget_differences(rows: list[dict]) -> str:
+    """A sentence naming every trained row whose budget is not HyenaRec's (imported seeds aside), or ''."""
+    def core(budget: dict | None) -> dict:
+        return {k: v for k, v in (budget or {}).items() if k not in ("imported", "imported_seeds")}
+
+    hyena = next((r for r in rows if r["model"] == "hyenarec"), None)
+    if hyena is None:
+        return ""
+    reference = core(hyena.get("budget"))
+    others = [r for r in rows if r["model"] not in ("hyenarec", "mostpop") and core(r.get("budget")) != reference]
+    if not others:
+        return ""
+    listed = "; ".join(f"{LABELS[r['model']]}: {budget_text(core(r.get('budget')))}" for r in others)
+    return f"Budgets that differ from HyenaRec's ({budget_text(reference)}): {listed}."
 
 
 def verdict(dataset: str, rows: list[dict]) -> str:

@@ -231,8 +231,10 @@ class NextItemTrainer(Trainer):
         outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
         loss = outputs.loss if self.loss_guard is None else self.loss_guard.check(outputs.loss)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
-            # num_items_in_batch counts every process's labels; DDP averages the gradients over the processes.
-            loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+            # num_items_in_batch counts every process's labels; DDP averages the gradients over the processes. As in
+            # the stock method, tensor-parallel ranks share one batch, so they count once (get_tp_size: newer 5.x).
+            scale = self.accelerator.num_processes // getattr(self, "get_tp_size", lambda: 1)()
+            loss = loss * (scale if self.args.n_gpu <= 1 else self.args.n_gpu)
         return (loss, outputs) if return_outputs else loss
 
 

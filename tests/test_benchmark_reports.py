@@ -120,6 +120,27 @@ def test_accuracy_row_names_the_seeds_imported_from_another_run():
     assert text.endswith("seed 42 imported from `s.json` with another budget (lr 0.003, ≤ 20 epochs, ≤ 28 min, bf16)")
 
 
+def test_accuracy_table_names_the_rows_whose_budget_is_not_hyenarecs(tmp_path):
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True}
+    bigger = {**own, "lrs": [1e-3, 3e-3], "loss_type": "chunked_ce"}
+    runs = [
+        run("hyenarec", 3e-3, 42, 0.15, 0.160, dataset="ml-1m", grid=True, selected=True, budget=own),
+        run("hyenarec", 3e-3, 43, 0.15, 0.162, dataset="ml-1m", budget={**own, "imported": "main/results.json"}),
+        run("sasrec", 3e-3, 42, 0.14, 0.150, dataset="ml-1m", grid=True, selected=True, budget=own),
+        run("bert4rec", 1e-3, 42, 0.03, 0.037, dataset="ml-1m", grid=True, selected=True, budget=bigger),
+    ]
+    rows = accuracy.summarise(runs)
+    note = accuracy.budget_differences(rows)
+    # BERT4Rec is named with its own budget; SASRec (same budget) and HyenaRec's imported seed are not
+    assert note.startswith("Budgets that differ from HyenaRec's (lr 0.003, ≤ 40 epochs, ≤ 28 min, bf16): BERT4Rec:")
+    assert "lr 0.001/0.003" in note and "`loss_type=chunked_ce`" in note
+    assert "SASRec" not in note and "imported" not in note
+    accuracy.write_markdown({"runs": runs, "summary": rows}, tmp_path / "accuracy.md")
+    assert note in (tmp_path / "accuracy.md").read_text()
+    same = [r for r in runs if r["model"] != "bert4rec"]
+    assert accuracy.budget_differences(accuracy.summarise(same)) == ""
+
+
 def test_model_card_baselines_block_carries_seeds_and_spread():
     runs = [run("hyenarec", 3e-3, s, 0.15, t, dataset="ml-1m", selected=True) for s, t in ((42, 0.160), (43, 0.164))]
     runs.append(run("sasrec", 3e-3, 42, 0.14, 0.150, dataset="ml-1m", selected=True))
