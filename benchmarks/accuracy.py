@@ -424,6 +424,7 @@ def budget_text(budget: dict | None) -> str:
 
 def budget_differences(rows: list[dict]) -> str:
     """A sentence naming every trained row whose budget is not HyenaRec's (imported seeds aside), or ''."""
+
     def core(budget: dict | None) -> dict:
         return {k: v for k, v in (budget or {}).items() if k not in ("imported", "imported_seeds")}
 
