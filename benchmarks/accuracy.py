@@ -325,7 +325,7 @@ def merged_budget(chosen: list[dict]) -> dict | None:
     for r in chosen:
         b = r.get("budget") or {}
         if b.get("imported"):
-            theirs = {k: v for k, v in b.items() if k != "imported"}
+            theirs = own_budget(b)
             imports[str(r["seed"])] = {
                 "file": b["imported"],
                 "budget": None if theirs == own[0] else budget_text(theirs),
@@ -422,21 +422,19 @@ def budget_text(budget: dict | None) -> str:
     return text
 
 
+def own_budget(budget: dict | None) -> dict:
+    """A budget without its import bookkeeping (`imported`, `imported_seeds`): what the runs were trained with."""
+    return {k: v for k, v in (budget or {}).items() if k not in ("imported", "imported_seeds")}
+
+
 def budget_differences(rows: list[dict]) -> str:
     """A sentence naming every trained row whose budget is not HyenaRec's (imported seeds aside), or ''."""
-
-    def core(budget: dict | None) -> dict:
-        return {k: v for k, v in (budget or {}).items() if k not in ("imported", "imported_seeds")}
-
-    hyena = next((r for r in rows if r["model"] == "hyenarec"), None)
-    if hyena is None:
+    budgets = {r["model"]: own_budget(r.get("budget")) for r in rows if r["model"] != "mostpop"}
+    reference = budgets.pop("hyenarec", None)
+    if reference is None:
         return ""
-    reference = core(hyena.get("budget"))
-    others = [r for r in rows if r["model"] not in ("hyenarec", "mostpop") and core(r.get("budget")) != reference]
-    if not others:
-        return ""
-    listed = "; ".join(f"{LABELS[r['model']]}: {budget_text(core(r.get('budget')))}" for r in others)
-    return f"Budgets that differ from HyenaRec's ({budget_text(reference)}): {listed}."
+    listed = "; ".join(f"{LABELS[m]}: {budget_text(b)}" for m, b in budgets.items() if b != reference)
+    return f"Budgets that differ from HyenaRec's ({budget_text(reference)}): {listed}." if listed else ""
 
 
 def verdict(dataset: str, rows: list[dict]) -> str:
