@@ -191,6 +191,8 @@ def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command:
         "train_seconds": saved["train_seconds"],
         "seconds_per_epoch": round(saved["train_seconds"] / max(epochs, 1e-9), 1),
         "num_parameters": saved["num_parameters"],
+        # where it trained: s / epoch is that hardware's (runs recorded before this field trained on the 2-core CPU)
+        "device": (saved.get("environment") or {}).get("gpu") or "cpu",
         # the learning curve, so that the report can say whether a run had converged
         "val_ndcg_by_epoch": [
             round(e["eval_ndcg@10_full"], 4) for e in saved.get("log_history", []) if "eval_ndcg@10_full" in e
@@ -356,6 +358,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "only where their budgets agree, and the text under each table says where they do not.",
         "",
     ]
+    hardware = hardware_line(ok(result["runs"]))
+    if hardware:
+        lines += [hardware, ""]
     for dataset in DATASETS:
         rows = [r for r in result["summary"] if r["dataset"] == dataset]
         if not rows:
@@ -404,6 +409,18 @@ def write_markdown(result: dict, path: Path) -> None:
         lines += ["", "Failed runs (not in the tables; the error is in `accuracy.json`):", ""]
         lines += [f"- `{r['command']}`" for r in failed]
     path.write_text("\n".join(lines) + "\n")
+
+
+def hardware_line(runs: list[dict]) -> str:
+    """Names the GPUs the runs trained on (s / epoch is theirs); empty when every run trained on the CPU."""
+    devices: dict[str, int] = {}
+    for r in runs:
+        if r["model"] != "mostpop":
+            devices[r.get("device", "cpu")] = devices.get(r.get("device", "cpu"), 0) + 1
+    if set(devices) <= {"cpu"}:
+        return ""
+    parts = [f"{'the CPU' if d == 'cpu' else d}: {n} run{'s' * (n != 1)}" for d, n in sorted(devices.items())]
+    return f"Hardware (`s / epoch` is that hardware's): {', '.join(parts)}."
 
 
 def budget_text(budget: dict | None) -> str:

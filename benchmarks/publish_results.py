@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import ablations  # sibling scripts: the same summaries, labels and budget wording
+import accuracy
 from accuracy import DATASETS, LABELS, budget_text, cell
 
 HERE = Path(__file__).resolve().parent
@@ -59,7 +60,9 @@ def block_speed_section(result: dict | None) -> list[str]:
 def scaling_section(result: dict | None, device: str, loss_type: str = "ce") -> list[str]:
     stem = f"scaling_{device}" if loss_type == "ce" else f"scaling_{device}_{loss_type}"
     loss = "" if loss_type == "ce" else f", both models on `loss_type={loss_type}`"
-    lines = [f"### Training throughput and memory vs history length, {device}{loss} (`benchmarks/{stem}.md`)", ""]
+    gpu = (result or {}).get("machine", {}).get("gpu")
+    where = f"{device} ({gpu})" if gpu else device
+    lines = [f"### Training throughput and memory vs history length, {where}{loss} (`benchmarks/{stem}.md`)", ""]
     if result is None:
         return lines + [f"Not measured on {device} yet (`python benchmarks/scaling.py`).", ""]
     memory = {m["length"]: m.get("memory_ratio") for m in result.get("memory", [])}
@@ -88,22 +91,24 @@ def scaling_section(result: dict | None, device: str, loss_type: str = "ce") -> 
             f"- top-10 for one user at L = {lat['length']} (`recommend`, median): HyenaRec "
             f"{median['hyenarec/recommend']:.1f} ms, SASRec {median['sasrec/recommend']:.1f} ms"
         )
-    lines.append(
-        "- batched `recommend`, the bare forward and the `torch.export`ed scorer: `benchmarks/recommend_latency.md`"
-    )
+    if device == "cpu":  # recommend_latency.md was measured on this CPU
+        lines.append(
+            "- batched `recommend`, the bare forward and the `torch.export`ed scorer: `benchmarks/recommend_latency.md`"
+        )
     return lines + [""]
 
 
-def accuracy_section(result: dict | None) -> list[str]:
-    lines = ["### Accuracy against the baselines (`benchmarks/accuracy.md`)", ""]
+def accuracy_section(result: dict | None, stem: str = "accuracy", title: str = "against the baselines") -> list[str]:
+    lines = [f"### Accuracy {title} (`benchmarks/{stem}.md`)", ""]
     if result is None:
         return lines + ["Not measured yet (`python benchmarks/accuracy.py`).", ""]
+    hardware = accuracy.hardware_line(accuracy.ok(result["runs"]))
     lines += [
         "Full ranking, leave-one-out, seen items excluded, test metrics at the best validation epoch. The budget of "
-        "each row (learning-rate grid, epochs, wall-clock cap) is in `benchmarks/accuracy.md`, with every run's "
+        f"each row (learning-rate grid, epochs, wall-clock cap) is in `benchmarks/{stem}.md`, with every run's "
         "command. Reproduce: `python benchmarks/accuracy.py` with the options given there.",
         "",
-        "Several seeds: mean ± sample std.",
+        "Several seeds: mean ± sample std." + (f" {hardware}" if hardware else ""),
         "",
         "| dataset | model | seeds | NDCG@10 | HR@10 | MRR@10 | s / epoch | budget |",
         "|---|---|---:|---:|---:|---:|---:|---|",
@@ -194,6 +199,10 @@ def main() -> None:
         if load(f"scaling_{device}{suffix}.json"):
             lines += scaling_section(load(f"scaling_{device}{suffix}.json"), device, loss_type)
     lines += accuracy_section(load("accuracy.json"))
+    if load("accuracy_gpu_ml-1m_100ep.json"):
+        lines += accuracy_section(
+            load("accuracy_gpu_ml-1m_100ep.json"), "accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"
+        )
     lines += ablation_section(load("ablations.json"))
     lines.append(END)
     block = "\n".join(lines)

@@ -445,6 +445,7 @@ def measure_latency(length: int, args, gate: IdleGate) -> dict:
 
 def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
     """torch.profiler over `args.profile_steps` training steps: self time and allocated memory by op."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
@@ -458,7 +459,13 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
             step()
     time_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     memory_key = "self_device_memory_usage" if device.type == "cuda" else "self_cpu_memory_usage"
-    events = [e for e in prof.key_averages() if getattr(e, time_key) > 0]
+    # On CUDA the averages hold each op (device time of the kernels it launched) and each kernel again on its own, plus
+    # GPU-side copies of record_function ranges: keep the ops (CPU-side events) only, so no time is counted twice.
+    events = [
+        e
+        for e in prof.key_averages()
+        if getattr(e, time_key) > 0 and (device.type == "cpu" or e.device_type == DeviceType.CPU)
+    ]
     total = sum(getattr(e, time_key) for e in events)
     categories = defaultdict(float)
     for e in events:
@@ -466,7 +473,7 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
         categories[label] += getattr(e, time_key)
     n = args.profile_steps
     by_time = sorted(events, key=lambda e: -getattr(e, time_key))[: args.profile_top]
-    allocating = [e for e in prof.key_averages() if getattr(e, memory_key) > 0]
+    allocating = [e for e in prof.key_averages() if getattr(e, memory_key) > 0 and e.device_type == DeviceType.CPU]
     by_memory = sorted(allocating, key=lambda e: -getattr(e, memory_key))[: args.profile_top]
     result = {
         "model": name,
@@ -491,6 +498,24 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
     del step, prof
     release(device)
     return result
+
+
+def profile_missed(result: dict, args, gate: IdleGate) -> list[dict]:
+    """Profiles at `--profile-lengths` (default: every length where a target is missed), skipping a model that was
+    skipped at that length or whose step is slower than `--profile-max-step-s`."""
+    if args.profile_lengths is None:
+        lengths = sorted({t["length"] for t in result["targets"] if t["met"] is False})
+    else:
+        lengths = args.profile_lengths
+    profiles = []
+    for length in tqdm(lengths, desc="profiles"):
+        row = next((r for r in result["training"] if r["length"] == length), None)
+        for name in args.profile_models:
+            step_s = row["min_s"].get(name) if row else None
+            if row is not None and (step_s is None or step_s > args.profile_max_step_s):
+                continue  # skipped at this length, or too slow to profile within the run's budget
+            profiles.append(profile_step(name, length, args, gate))
+    return profiles
 
 
 def missed_targets(result: dict) -> list[dict]:
@@ -828,7 +853,9 @@ def write_markdown(result: dict, path: Path) -> None:
             notes = text[start : end + len(NOTES[1])]
     lines += ["", "## Reading", "", notes]
     if result["profiles"]:
-        lines += ["", "## Profiles", *profile_markdown(result["profiles"], unit)]
+        rerun = result.get("profiles_command")
+        again = ["", f"Profiled again after the run with `{rerun}`."] if rerun else []
+        lines += ["", "## Profiles", *again, *profile_markdown(result["profiles"], unit)]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -929,6 +956,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="L = 50, 200, 1000, one timed round: a smoke test")
     parser.add_argument("--out", type=Path, default=None, help="output prefix (default benchmarks/scaling_<device>)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md and .png from the saved .json")
+    parser.add_argument("--profiles-only", action="store_true", help="profile again and rewrite the saved run's report")
     parser.add_argument("--memory-probe", nargs=2, metavar=("MODEL", "L"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -937,7 +965,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.latency_rounds, args.latency_warmup, args.profile_steps = 3, 1, 1
     args.lengths = args.lengths or list(LENGTHS)
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type == "cuda" and not torch.cuda.is_available() and not args.report_only:  # a report needs no GPU
         parser.error(
             "--device cuda needs a CUDA build of torch and a visible GPU (torch.cuda.is_available() is False)."
         )
@@ -959,6 +987,12 @@ def main(argv: list[str] | None = None) -> None:
         print_table(result)
         return
     torch.set_num_threads(args.threads)
+    if args.profiles_only:  # same machine kind as the saved run: the profiles replace its profiles
+        result = json.loads(args.out.with_suffix(".json").read_text())
+        result["profiles"] = profile_missed(result, args, IdleGate(enabled=not args.no_wait_idle))
+        result["profiles_command"] = "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
+        write_reports(result, args.out)
+        return
     device = torch.device(args.device)
     machine = machine_info(args.threads, device)
     command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:]) if argv is None else "main(...)"
@@ -1025,17 +1059,7 @@ def main(argv: list[str] | None = None) -> None:
         "profiles": [],
     }
     result["targets"] = missed_targets(result)
-    if args.profile_lengths is None:
-        profile_lengths = sorted({t["length"] for t in result["targets"] if t["met"] is False})
-    else:
-        profile_lengths = args.profile_lengths
-    for length in tqdm(profile_lengths, desc="profiles"):
-        row = next((r for r in training if r["length"] == length), None)
-        for name in args.profile_models:
-            step_s = row["min_s"].get(name) if row else None
-            if row is not None and (step_s is None or step_s > args.profile_max_step_s):
-                continue  # skipped at this length, or too slow to profile within the run's budget
-            result["profiles"].append(profile_step(name, length, args, gate))
+    result["profiles"] = profile_missed(result, args, gate)
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     machine["idle_gate"] = gate.summary()
     write_reports(result, args.out)

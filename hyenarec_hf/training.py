@@ -414,6 +414,7 @@ def train_and_evaluate(
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cuda": torch.cuda.is_available(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },
         "log_history": trainer.state.log_history,
     }

@@ -248,3 +248,23 @@ def test_a_chunked_loss_run_gets_its_own_folder_and_says_so_in_its_budget(tmp_pa
     assert chunked["test"] == pytest.approx(ce["test"], rel=1e-3, abs=1e-6)
     assert "`loss_type=chunked_ce`" in accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "loss_type": "chunked_ce"})
     assert "loss_type" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
+
+
+def test_accuracy_report_names_the_gpu_its_runs_trained_on_and_says_nothing_for_cpu_runs(tmp_path):
+    own = {"lrs": [3e-3], "epochs": 100, "minutes": 8, "bf16": True}
+    saved = {"test": {m: 0.17 for m in accuracy.METRICS}, "validation_best": {m: 0.17 for m in accuracy.METRICS}}
+    saved.update(epochs_run=100.0, train_seconds=400.0, num_parameters=1000)
+    gpu = accuracy.record(
+        "ml-1m", "hyenarec", 3e-3, 42, {**saved, "environment": {"gpu": "NVIDIA H100"}}, "c", tmp_path
+    )
+    cpu = accuracy.record("ml-1m", "sasrec", 3e-3, 42, {**saved, "environment": {"gpu": None}}, "c", tmp_path)
+    assert (gpu["device"], cpu["device"]) == ("NVIDIA H100", "cpu")
+    runs = [dict(r, grid=True, selected=True, budget=own) for r in (gpu, cpu)]
+    accuracy.write_markdown({"runs": runs, "summary": accuracy.summarise(runs)}, tmp_path / "gpu.md")
+    assert (
+        "Hardware (`s / epoch` is that hardware's): NVIDIA H100: 1 run, the CPU: 1 run."
+        in (tmp_path / "gpu.md").read_text()
+    )
+    cpu_only = [runs[1]]
+    accuracy.write_markdown({"runs": cpu_only, "summary": accuracy.summarise(cpu_only)}, tmp_path / "cpu.md")
+    assert "Hardware" not in (tmp_path / "cpu.md").read_text()
