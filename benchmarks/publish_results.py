@@ -102,7 +102,7 @@ def accuracy_section(result: dict | None, stem: str = "accuracy", title: str = "
     lines = [f"### Accuracy {title} (`benchmarks/{stem}.md`)", ""]
     if result is None:
         return lines + ["Not measured yet (`python benchmarks/accuracy.py`).", ""]
-    hardware = accuracy.hardware_line(accuracy.ok(result["runs"]))
+    hardware = accuracy.hardware_line(accuracy.ok(result.get("runs", [])))
     lines += [
         "Full ranking, leave-one-out, seen items excluded, test metrics at the best validation epoch. The budget of "
         f"each row (learning-rate grid, epochs, wall-clock cap) is in `benchmarks/{stem}.md`, with every run's "

@@ -58,6 +58,11 @@ def test_readme_accuracy_block_carries_spread_and_time_per_epoch():
     row = next(line for line in lines if line.startswith("| Amazon Beauty"))
     assert "| HyenaRec | 2 | 0.0520 ± 0.0028 |" in row
     assert f"| {statistics.fmean([10.0, 10.0 * 43 / 42]):.0f} |" in row
+    assert not any("Hardware" in line for line in lines)  # CPU runs: no hardware line
+    on_gpu = [dict(r, device="NVIDIA H100") for r in runs]
+    lines = publish_results.accuracy_section({"summary": summary, "runs": on_gpu}, "accuracy_gpu", "on a GPU")
+    assert lines[0] == "### Accuracy on a GPU (`benchmarks/accuracy_gpu.md`)"
+    assert "Several seeds: mean ± sample std. Hardware (`s / epoch` is that hardware's): NVIDIA H100: 2 runs." in lines
 
 
 def ablation_runs(values: dict[str, list[float]]) -> dict:

@@ -36,3 +36,24 @@ def test_memory_probe_sees_the_full_logits_of_the_default_loss_and_not_of_the_ch
     chunked = probe("hyenarec", 512, tokens=8192, loss_type="chunked_ce")
     assert full["peak_growth_mb"] > 300
     assert chunked["peak_growth_mb"] < full["peak_growth_mb"] - 107  # at least one logits tensor less (~190 MB here)
+
+
+def test_profiles_of_the_missed_targets_cover_both_models_and_add_up():
+    """`profile_missed` (used by a full run and by `--profiles-only`) profiles each model where a target was missed,
+    skips the model that was skipped there, and its categories account for the whole step."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import scaling  # benchmarks/scaling.py
+
+    args = scaling.parse_args(["--tokens", "256", "--threads", "1", "--profile-steps", "1"])
+    result = {
+        "training": [
+            {"length": 32, "min_s": {"hyenarec": 0.01, "sasrec": 0.01}},
+            {"length": 64, "min_s": {"hyenarec": 0.01, "sasrec": None}},  # SASRec skipped at 64
+        ],
+        "targets": [{"length": 32, "met": False}, {"length": 64, "met": False}, {"length": 128, "met": True}],
+    }
+    profiles = scaling.profile_missed(result, args, scaling.IdleGate(enabled=False))
+    assert [(p["model"], p["length"]) for p in profiles] == [("hyenarec", 32), ("sasrec", 32), ("hyenarec", 64)]
+    for p in profiles:
+        assert sum(p["categories"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert p["top_ops"] and p["top_allocating_ops"] and p["self_ms_per_step"] > 0
