@@ -6,11 +6,12 @@ too, and never hold the `(positions, items)` logits in training.
 
 import pytest
 import torch
-from tiny_data import train_and_validation  # tests/tiny_data.py
+from tiny_data import tiny_model as tiny  # tests/tiny_data.py
+from tiny_data import train_and_validation
 from torch.profiler import ProfilerActivity, profile
 from transformers import set_seed
 
-from hyenarec_hf.training import MODEL_REGISTRY, TrainSettings, build_trainer
+from hyenarec_hf.training import TrainSettings, build_trainer
 from modeling.next_item import (
     LOSS_CHUNK_ELEMENTS,
     chunked_cross_entropy,
@@ -22,20 +23,6 @@ MODEL_TYPES = ["hyenarec", "sasrec", "bert4rec", "gru4rec"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def tiny(model_type: str, num_items: int, length: int, **overrides):
-    config_class, model_class = MODEL_REGISTRY[model_type]
-    values = dict(num_items=num_items, max_position_embeddings=length, hidden_size=16, hidden_dropout_prob=0.0)
-    if model_type == "hyenarec":
-        values.update(intermediate_size=32, legendre_order=4)
-    elif model_type == "gru4rec":
-        values.update(embedding_size=16)
-    else:
-        values.update(intermediate_size=32, num_attention_heads=2, attention_probs_dropout_prob=0.0)
-    values.update(overrides)
-    torch.manual_seed(0)
-    return model_class(config_class(**values))
 
 
 def items(num_items: int, *shape, seed: int = 1) -> torch.Tensor:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_data import train_and_validation  # tests/tiny_data.py
+from tiny_data import tiny_model, train_and_validation  # tests/tiny_data.py
 from transformers import AutoModel
 
-from hyenarec_hf.training import MODEL_REGISTRY, TrainSettings, build_trainer
+from hyenarec_hf.training import TrainSettings, build_trainer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -21,17 +21,7 @@ NUM_ITEMS, LENGTH = 300, 64
 
 
 def tiny(model_type: str, **overrides):
-    config_class, model_class = MODEL_REGISTRY[model_type]
-    values = dict(num_items=NUM_ITEMS, max_position_embeddings=LENGTH, hidden_size=32, hidden_dropout_prob=0.0)
-    if model_type == "hyenarec":
-        values.update(intermediate_size=64, legendre_order=8)
-    elif model_type == "gru4rec":
-        values.update(embedding_size=32)
-    else:
-        values.update(intermediate_size=64, num_attention_heads=2, attention_probs_dropout_prob=0.0)
-    values.update(overrides)
-    torch.manual_seed(0)
-    return model_class(config_class(**values))
+    return tiny_model(model_type, NUM_ITEMS, LENGTH, width=32, legendre_order=8, **overrides)
 
 
 def batch(seed: int = 1, size: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
