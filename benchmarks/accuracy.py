@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -413,10 +414,7 @@ def write_markdown(result: dict, path: Path) -> None:
 
 def hardware_line(runs: list[dict]) -> str:
     """Names the GPUs the runs trained on (s / epoch is theirs); empty when every run trained on the CPU."""
-    devices: dict[str, int] = {}
-    for r in runs:
-        if r["model"] != "mostpop":
-            devices[r.get("device", "cpu")] = devices.get(r.get("device", "cpu"), 0) + 1
+    devices = Counter(r.get("device", "cpu") for r in runs if r["model"] != "mostpop")
     if set(devices) <= {"cpu"}:
         return ""
     parts = [f"{'the CPU' if d == 'cpu' else d}: {n} run{'s' * (n != 1)}" for d, n in sorted(devices.items())]

@@ -196,18 +196,19 @@ def main() -> None:
     lines += scaling_section(load("scaling_cpu.json"), "cpu")
     for device, loss_type in (("cpu", "chunked_ce"), ("cuda", "ce"), ("cuda", "chunked_ce")):
         suffix = "" if loss_type == "ce" else f"_{loss_type}"
-        if load(f"scaling_{device}{suffix}.json"):
-            lines += scaling_section(load(f"scaling_{device}{suffix}.json"), device, loss_type)
-    lines += accuracy_section(load("accuracy.json"))
-    if load("accuracy_gpu_ml-1m_100ep.json"):
-        lines += accuracy_section(
-            load("accuracy_gpu_ml-1m_100ep.json"), "accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"
-        )
+        result = load(f"scaling_{device}{suffix}.json")
+        if result:
+            lines += scaling_section(result, device, loss_type)
+    accuracy_result = load("accuracy.json")
+    lines += accuracy_section(accuracy_result)
+    gpu_accuracy = load("accuracy_gpu_ml-1m_100ep.json")
+    if gpu_accuracy:
+        lines += accuracy_section(gpu_accuracy, "accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs")
     lines += ablation_section(load("ablations.json"))
     lines.append(END)
     block = "\n".join(lines)
     replace_between(ROOT / "README.md", START, END, block)
-    replace_between(ROOT / "model_card.md", CARD_START, CARD_END, card_baselines_block(load("accuracy.json")))
+    replace_between(ROOT / "model_card.md", CARD_START, CARD_END, card_baselines_block(accuracy_result))
     print(block)
 
 

@@ -460,12 +460,10 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
     time_key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     memory_key = "self_device_memory_usage" if device.type == "cuda" else "self_cpu_memory_usage"
     # On CUDA the averages hold each op (device time of the kernels it launched) and each kernel again on its own, plus
-    # GPU-side copies of record_function ranges: keep the ops (CPU-side events) only, so no time is counted twice.
-    events = [
-        e
-        for e in prof.key_averages()
-        if getattr(e, time_key) > 0 and (device.type == "cpu" or e.device_type == DeviceType.CPU)
-    ]
+    # GPU-side copies of record_function ranges: keep the ops (CPU-side events, all of them on CPU) only, so no time or
+    # allocation is counted twice.
+    ops = [e for e in prof.key_averages() if e.device_type == DeviceType.CPU]
+    events = [e for e in ops if getattr(e, time_key) > 0]
     total = sum(getattr(e, time_key) for e in events)
     categories = defaultdict(float)
     for e in events:
@@ -473,7 +471,7 @@ def profile_step(name: str, length: int, args, gate: IdleGate) -> dict:
         categories[label] += getattr(e, time_key)
     n = args.profile_steps
     by_time = sorted(events, key=lambda e: -getattr(e, time_key))[: args.profile_top]
-    allocating = [e for e in prof.key_averages() if getattr(e, memory_key) > 0 and e.device_type == DeviceType.CPU]
+    allocating = [e for e in ops if getattr(e, memory_key) > 0]
     by_memory = sorted(allocating, key=lambda e: -getattr(e, memory_key))[: args.profile_top]
     result = {
         "model": name,
@@ -987,15 +985,15 @@ def main(argv: list[str] | None = None) -> None:
         print_table(result)
         return
     torch.set_num_threads(args.threads)
+    command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:]) if argv is None else "main(...)"
     if args.profiles_only:  # same machine kind as the saved run: the profiles replace its profiles
         result = json.loads(args.out.with_suffix(".json").read_text())
         result["profiles"] = profile_missed(result, args, IdleGate(enabled=not args.no_wait_idle))
-        result["profiles_command"] = "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
+        result["profiles_command"] = command
         write_reports(result, args.out)
         return
     device = torch.device(args.device)
     machine = machine_info(args.threads, device)
-    command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:]) if argv is None else "main(...)"
     gate = IdleGate(enabled=not args.no_wait_idle, max_wait_s=args.max_wait)
     skipped: dict[str, str] = {}  # model -> why; once skipped, longer lengths are skipped too
     training, memory = [], []
