@@ -97,6 +97,10 @@ def run_command(
     command += ["--num-sampled", "0"]
     if getattr(args, "batch_size", 128) != 128:
         command += ["--batch-size", str(args.batch_size), "--eval-batch-size", str(args.batch_size)]
+    if getattr(args, "random_batches", False):
+        command += ["--random-batches"]
+    if getattr(args, "train_stride", 0):  # long histories cut into windows: every training item is a label
+        command += ["--train-stride", str(args.train_stride)]
     if args.minutes:
         command += ["--max-train-minutes", str(args.minutes)]
     if args.bf16:
@@ -144,6 +148,10 @@ def train_once(
     if loss_type != "ce":  # the same loss computed another way: its own folder, so runs of both stay side by side
         tag += f"-{loss_type}"
         overrides = (*overrides, f"loss_type={loss_type}")
+    if getattr(args, "train_stride", 0):
+        tag += f"-stride{args.train_stride}"
+    if getattr(args, "random_batches", False):
+        tag += "-random"
     folder = f"lr{lr:g}{tag}-seed{seed}"
     out = args.runs_dir / dataset / (variant or model) / folder
     command = run_command(dataset, model, lr, seed, args, out, overrides)
@@ -193,7 +201,7 @@ def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command:
         "seconds_per_epoch": round(saved["train_seconds"] / max(epochs, 1e-9), 1),
         "num_parameters": saved["num_parameters"],
         # where it trained: s / epoch is that hardware's (runs recorded before this field trained on the 2-core CPU)
-        "device": (saved.get("environment") or {}).get("gpu") or "cpu",
+        "device": device_label(saved.get("environment") or {}),
         # the learning curve, so that the report can say whether a run had converged
         "val_ndcg_by_epoch": [
             round(e["eval_ndcg@10_full"], 4) for e in saved.get("log_history", []) if "eval_ndcg@10_full" in e
@@ -261,6 +269,10 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         budget["batch_size"] = args.batch_size
     if getattr(args, "loss_type", "ce") != "ce":
         budget["loss_type"] = args.loss_type
+    if getattr(args, "train_stride", 0):
+        budget["train_stride"] = args.train_stride
+    if getattr(args, "random_batches", False):
+        budget["random_batches"] = True
     for r in runs:
         if r["model"] != "mostpop":
             r["budget"] = budget
@@ -412,12 +424,32 @@ def write_markdown(result: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+CPU_THREADS = 2  # the benchmark machine's cores: a CPU run with this many torch threads is labelled plain "cpu"
+
+
+def device_label(environment: dict) -> str:
+    """Where a run trained: its GPU's name, "cpu" (all of the benchmark CPU's threads), or "cpu (N thread(s))"."""
+    if environment.get("gpu"):
+        return environment["gpu"]
+    threads = environment.get("threads")
+    if threads in (None, CPU_THREADS):
+        return "cpu"
+    return f"cpu ({threads} thread{'s' * (threads != 1)})"
+
+
 def hardware_line(runs: list[dict]) -> str:
-    """Names the GPUs the runs trained on (s / epoch is theirs); empty when every run trained on the CPU."""
+    """Names the GPUs or reduced CPU thread counts the runs trained on (s / epoch is theirs); empty when every run
+    had the whole benchmark CPU."""
     devices = Counter(r.get("device", "cpu") for r in runs if r["model"] != "mostpop")
     if set(devices) <= {"cpu"}:
         return ""
-    parts = [f"{'the CPU' if d == 'cpu' else d}: {n} run{'s' * (n != 1)}" for d, n in sorted(devices.items())]
+
+    def name(device: str) -> str:
+        if device == "cpu":
+            return f"the CPU ({CPU_THREADS} threads)"
+        return "the CPU" + device[3:] if device.startswith("cpu (") else device
+
+    parts = [f"{name(d)}: {n} run{'s' * (n != 1)}" for d, n in sorted(devices.items())]
     return f"Hardware (`s / epoch` is that hardware's): {', '.join(parts)}."
 
 
@@ -429,6 +461,8 @@ def budget_text(budget: dict | None) -> str:
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
     text += f", batch {budget['batch_size']}" if budget.get("batch_size") else ""
     text += f", `loss_type={budget['loss_type']}`" if budget.get("loss_type") else ""
+    text += f", windows (stride {budget['train_stride']})" if budget.get("train_stride") else ""
+    text += ", random batches" if budget.get("random_batches") else ""
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
     for seed, source in budget.get("imported_seeds", {}).items():
@@ -487,6 +521,18 @@ def main() -> None:
         default="ce",
         choices=["ce", "chunked_ce"],
         help="chunked_ce: the same full-softmax loss without the (tokens, items) logits (faster on CPU)",
+    )
+    parser.add_argument(
+        "--train-stride",
+        type=int,
+        default=0,
+        help="cut training histories longer than the max length into windows this far apart (0 = keep the most "
+        "recent max-length items only)",
+    )
+    parser.add_argument(
+        "--random-batches",
+        action="store_true",
+        help="draw training batches at random (default: histories of similar length batched together)",
     )
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")

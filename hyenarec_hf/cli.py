@@ -102,6 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         bf16=args.bf16,
         train_stride=args.train_stride or None,
+        group_by_length=not args.random_batches,
         num_sampled=args.num_sampled,
         max_train_minutes=args.max_train_minutes,
         save_steps=args.save_steps,
@@ -286,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU with AVX512-BF16 or a GPU)")
     p.add_argument("--train-stride", type=int, default=0, help="cut long train histories into windows (0 = off)")
+    p.add_argument(
+        "--random-batches",
+        action="store_true",
+        help="draw training batches at random instead of grouping histories of similar length (more padding, "
+        "slower on CPU; every token of an epoch then weighs about the same in the loss)",
+    )
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
     p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this")
     p.add_argument(

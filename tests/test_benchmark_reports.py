@@ -267,9 +267,71 @@ def test_accuracy_report_names_the_gpu_its_runs_trained_on_and_says_nothing_for_
     runs = [dict(r, grid=True, selected=True, budget=own) for r in (gpu, cpu)]
     accuracy.write_markdown({"runs": runs, "summary": accuracy.summarise(runs)}, tmp_path / "gpu.md")
     assert (
-        "Hardware (`s / epoch` is that hardware's): NVIDIA H100: 1 run, the CPU: 1 run."
+        "Hardware (`s / epoch` is that hardware's): NVIDIA H100: 1 run, the CPU (2 threads): 1 run."
         in (tmp_path / "gpu.md").read_text()
     )
     cpu_only = [runs[1]]
     accuracy.write_markdown({"runs": cpu_only, "summary": accuracy.summarise(cpu_only)}, tmp_path / "cpu.md")
     assert "Hardware" not in (tmp_path / "cpu.md").read_text()
+    # a run given one of the CPU's two threads (two runs side by side) is slower per epoch, and the report says why
+    one = accuracy.record(
+        "ml-1m", "sasrec", 3e-3, 43, {**saved, "environment": {"gpu": None, "threads": 1}}, "c", tmp_path
+    )
+    both = accuracy.record(
+        "ml-1m", "sasrec", 3e-3, 44, {**saved, "environment": {"gpu": None, "threads": 2}}, "c", tmp_path
+    )
+    assert (one["device"], both["device"]) == ("cpu (1 thread)", "cpu")
+    assert accuracy.hardware_line([one, both]) == (
+        "Hardware (`s / epoch` is that hardware's): the CPU (2 threads): 1 run, the CPU (1 thread): 1 run."
+    )
+
+
+def test_windowed_and_random_batch_runs_reach_the_trainer_get_their_own_folders_and_say_so(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs: `--train-stride` cuts histories longer than the max length into several
+    rows (an epoch takes more steps) and `--random-batches` turns off length grouping; each keeps the plain run's
+    cache apart and is named in the budget."""
+    import argparse
+    import random
+
+    rng = random.Random(1)
+    lines = [f"{u} " + " ".join(str(rng.randint(1, 30)) for _ in range(rng.randint(20, 30))) for u in range(1, 33)]
+    data = tmp_path / "long.txt"
+    data.write_text("\n".join(lines) + "\n")
+    monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
+    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+    runs = {}
+    for name, stride, random_batches in (("plain", 0, False), ("windowed", 8, False), ("random", 0, True)):
+        args = argparse.Namespace(
+            epochs=1,
+            minutes=None,
+            bf16=False,
+            batch_size=16,
+            runs_dir=tmp_path / "runs",
+            train_stride=stride,
+            random_batches=random_batches,
+        )
+        runs[name] = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny)
+    saved = {k: json.loads((Path(r["folder"]) / "results.json").read_text()) for k, r in runs.items()}
+    assert runs["plain"]["folder"].endswith("lr0.001-seed0")
+    assert runs["windowed"]["folder"].endswith("lr0.001-stride8-seed0")
+    assert runs["random"]["folder"].endswith("lr0.001-random-seed0")
+    assert "--train-stride 8" in runs["windowed"]["command"] and "--train-stride" not in runs["plain"]["command"]
+    assert "--random-batches" in runs["random"]["command"] and "--random-batches" not in runs["plain"]["command"]
+    # 32 users of 18-28 training items: 2 steps of 16 without windows; with stride 8 every user gives 2-3 windows
+    assert saved["plain"]["global_steps"] == 2 and saved["windowed"]["global_steps"] >= 4
+    assert saved["windowed"]["settings"]["train_stride"] == 8
+    assert saved["plain"]["settings"]["group_by_length"] is True
+    assert saved["random"]["settings"]["group_by_length"] is False
+    text = accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "train_stride": 200, "random_batches": True})
+    assert "windows (stride 200)" in text and "random batches" in text
+    assert "windows" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
+    assert "random" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
+
+
+def test_random_batches_turn_off_length_grouping_in_the_trainer(tmp_path):
+    from hyenarec_hf.training import TrainSettings, _training_arguments
+
+    grouped = _training_arguments(tmp_path, TrainSettings())
+    random_order = _training_arguments(tmp_path, TrainSettings(group_by_length=False))
+    assert grouped.train_sampling_strategy == "group_by_length"
+    assert random_order.train_sampling_strategy == "random"
