@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ablations  # noqa: E402
 import accuracy  # noqa: E402
 import publish_results  # noqa: E402
+import window_labels  # noqa: E402
 
 
 def run(model, lr, seed, val, test, dataset="beauty", **extra):
@@ -191,13 +192,16 @@ def test_ablation_seeds_run_one_at_a_time_accumulate_and_failed_runs_are_listed_
     assert ablations.merge_runs(first, other) == other
 
 
-def tiny_dataset(tmp_path, monkeypatch) -> tuple[str, ...]:
-    """Register a 40-user, 20-item sequence file as accuracy.py's dataset "tiny"; return the `--set` overrides of a
-    tiny HyenaRec to train on it."""
+def tiny_dataset(tmp_path, monkeypatch, users=40, items=20, lengths=(4, 9), seed=0) -> tuple[str, ...]:
+    """Register a sequence file (`users` users, items 1..`items`, `lengths` items each) as accuracy.py's dataset
+    "tiny" at max length 8; return the `--set` overrides of a tiny HyenaRec to train on it."""
     import random
 
-    rng = random.Random(0)
-    lines = [f"{u} " + " ".join(str(rng.randint(1, 20)) for _ in range(rng.randint(4, 9))) for u in range(1, 41)]
+    rng = random.Random(seed)
+    lines = [
+        f"{u} " + " ".join(str(rng.randint(1, items)) for _ in range(rng.randint(*lengths)))
+        for u in range(1, users + 1)
+    ]
     data = tmp_path / "seq.txt"
     data.write_text("\n".join(lines) + "\n")
     monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
@@ -291,14 +295,8 @@ def test_windowed_and_random_batch_runs_reach_the_trainer_get_their_own_folders_
     rows (an epoch takes more steps) and `--random-batches` turns off length grouping; each keeps the plain run's
     cache apart and is named in the budget."""
     import argparse
-    import random
 
-    rng = random.Random(1)
-    lines = [f"{u} " + " ".join(str(rng.randint(1, 30)) for _ in range(rng.randint(20, 30))) for u in range(1, 33)]
-    data = tmp_path / "long.txt"
-    data.write_text("\n".join(lines) + "\n")
-    monkeypatch.setitem(accuracy.DATASETS, "tiny", {"file": data, "max_length": 8, "label": "tiny"})
-    tiny = ("hidden_size=8", "intermediate_size=16", "legendre_order=4", "num_hidden_layers=1")
+    tiny = tiny_dataset(tmp_path, monkeypatch, users=32, items=30, lengths=(20, 30), seed=1)
     runs = {}
     for name, stride, random_batches in (("plain", 0, False), ("windowed", 8, False), ("random", 0, True)):
         args = argparse.Namespace(
@@ -335,3 +333,21 @@ def test_random_batches_turn_off_length_grouping_in_the_trainer(tmp_path):
     random_order = _training_arguments(tmp_path, TrainSettings(group_by_length=False))
     assert grouped.train_sampling_strategy == "group_by_length"
     assert random_order.train_sampling_strategy == "random"
+
+
+def test_window_labels_counts_what_the_collator_and_the_windows_train_on():
+    """Histories of 3, 10 and 25 training items at max length 8 (rows of at most 9 items): the collator keeps 3, 9
+    and 9 items (2 + 8 + 8 labels); stride-8 windows keep the 3 and the 10 whole or as [1:10] and [0:9] (8 + 8
+    labels), and cut the 25 into [16:25], [8:17], [0:9] (8 labels each)."""
+    from datasets import Dataset
+
+    train = Dataset.from_dict({"user": [1, 2, 3], "input_ids": [list(range(1, n + 1)) for n in (3, 10, 25)]})
+    counts = window_labels.count_labels(train, max_length=8, stride=8)
+    assert counts == {
+        "users": 3,
+        "training_items": 38,
+        "labels_most_recent": 2 + 8 + 8,
+        "windows": 1 + 2 + 3,
+        "labels_windowed": 2 + 16 + 24,
+        "labels_distinct": 2 + 9 + 24,
+    }
