@@ -28,7 +28,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -87,6 +90,81 @@ TARGETS = {"ml-1m": 0.193, "beauty": 0.055}  # issue targets for HyenaRec's test
 METRICS = ("ndcg@10_full", "hr@10_full", "mrr@10_full")
 
 
+@dataclass(frozen=True)
+class RecipeOption:
+    """A training-recipe change that applies to every run of a sweep (unlike the tuned lr and dropout), spelled out
+    once: its `accuracy.py` flag, what it adds to the `hyenarec train` command (flags or a model config override), the
+    tag of its run folders (so runs with and without it never share a cache) and its words in the budget column. An
+    option at its default adds nothing anywhere, so the folders, commands and budgets of default runs never change."""
+
+    name: str  # the argparse dest (`--batch-size` for batch_size) and the budget key
+    default: Any
+    cli: dict  # the rest of `add_argument`'s keywords
+    text: Callable[[Any], str]  # words in the budget column
+    flags: Callable[[Any], list[str]] | None = None  # `hyenarec train` flags
+    override: Callable[[Any], str] | None = None  # or a model config field (`--set`)
+    tag: Callable[[Any], str] | None = None  # run-folder tag; None: the option keeps the folder (pick --runs-dir)
+
+
+RECIPE_OPTIONS = (
+    RecipeOption(
+        "batch_size",
+        128,
+        dict(type=int, help="training batch size (histories per step)"),
+        text=lambda v: f"batch {v}",
+        flags=lambda v: ["--batch-size", str(v), "--eval-batch-size", str(v)],
+    ),
+    RecipeOption(
+        "loss_type",
+        "ce",
+        dict(
+            choices=["ce", "chunked_ce"],
+            help="chunked_ce: the same full-softmax loss without the (tokens, items) logits (faster on CPU)",
+        ),
+        text=lambda v: f"`loss_type={v}`",
+        override=lambda v: f"loss_type={v}",
+        tag=lambda v: f"-{v}",
+    ),
+    RecipeOption(
+        "train_stride",
+        0,
+        dict(
+            type=int,
+            help="cut training histories longer than the max length into windows this far apart (0 = keep the most "
+            "recent max-length items only)",
+        ),
+        text=lambda v: f"windows (stride {v})",
+        flags=lambda v: ["--train-stride", str(v)],
+        tag=lambda v: f"-stride{v}",
+    ),
+    RecipeOption(
+        "random_batches",
+        False,
+        dict(
+            action="store_true",
+            help="draw training batches at random (default: histories of similar length batched together)",
+        ),
+        text=lambda v: "random batches",
+        flags=lambda v: ["--random-batches"],
+        tag=lambda v: "-random",
+    ),
+    RecipeOption(
+        "weight_decay",
+        0.0,
+        dict(type=float, help="AdamW weight decay (the Trainer leaves biases and norm weights out)"),
+        text=lambda v: f"weight decay {v:g}",
+        flags=lambda v: ["--weight-decay", f"{v:g}"],
+        tag=lambda v: f"-wd{v:g}",
+    ),
+)
+
+
+def recipe(args: argparse.Namespace) -> list[tuple[RecipeOption, Any]]:
+    """The recipe options `args` sets away from their defaults, in table order (a namespace may lack any of them)."""
+    values = [(option, getattr(args, option.name, option.default)) for option in RECIPE_OPTIONS]
+    return [(option, value) for option, value in values if value != option.default]
+
+
 def run_command(
     dataset: str, model: str, lr: float, seed: int, args: argparse.Namespace, out: Path, overrides: tuple[str, ...] = ()
 ) -> list[str]:
@@ -95,12 +173,8 @@ def run_command(
     command += ["--max-length", str(spec["max_length"]), "--lr", str(lr), "--lr-scheduler", "cosine"]
     command += ["--warmup", "0.02", "--epochs", str(args.epochs), "--patience", str(args.epochs), "--seed", str(seed)]
     command += ["--num-sampled", "0"]
-    if getattr(args, "batch_size", 128) != 128:
-        command += ["--batch-size", str(args.batch_size), "--eval-batch-size", str(args.batch_size)]
-    if getattr(args, "random_batches", False):
-        command += ["--random-batches"]
-    if getattr(args, "train_stride", 0):  # long histories cut into windows: every training item is a label
-        command += ["--train-stride", str(args.train_stride)]
+    for option, value in recipe(args):
+        command += option.flags(value) if option.flags else []
     if args.minutes:
         command += ["--max-train-minutes", str(args.minutes)]
     if args.bf16:
@@ -144,14 +218,9 @@ def train_once(
     tag = "" if dropout is None else f"-do{dropout:g}"
     if dropout is not None:
         overrides = (*overrides, f"hidden_dropout_prob={dropout}")
-    loss_type = getattr(args, "loss_type", "ce")
-    if loss_type != "ce":  # the same loss computed another way: its own folder, so runs of both stay side by side
-        tag += f"-{loss_type}"
-        overrides = (*overrides, f"loss_type={loss_type}")
-    if getattr(args, "train_stride", 0):
-        tag += f"-stride{args.train_stride}"
-    if getattr(args, "random_batches", False):
-        tag += "-random"
+    for option, value in recipe(args):  # each recipe change gets its own folders: runs with and without it coexist
+        tag += option.tag(value) if option.tag else ""
+        overrides = (*overrides, option.override(value)) if option.override else overrides
     folder = f"lr{lr:g}{tag}-seed{seed}"
     out = args.runs_dir / dataset / (variant or model) / folder
     command = run_command(dataset, model, lr, seed, args, out, overrides)
@@ -265,14 +334,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
     if getattr(args, "dropouts", None):
         budget["dropouts"] = args.dropouts
-    if getattr(args, "batch_size", 128) != 128:
-        budget["batch_size"] = args.batch_size
-    if getattr(args, "loss_type", "ce") != "ce":
-        budget["loss_type"] = args.loss_type
-    if getattr(args, "train_stride", 0):
-        budget["train_stride"] = args.train_stride
-    if getattr(args, "random_batches", False):
-        budget["random_batches"] = True
+    budget.update((option.name, value) for option, value in recipe(args))
     for r in runs:
         if r["model"] != "mostpop":
             r["budget"] = budget
@@ -459,10 +521,7 @@ def budget_text(budget: dict | None) -> str:
     text = f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
     text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
-    text += f", batch {budget['batch_size']}" if budget.get("batch_size") else ""
-    text += f", `loss_type={budget['loss_type']}`" if budget.get("loss_type") else ""
-    text += f", windows (stride {budget['train_stride']})" if budget.get("train_stride") else ""
-    text += ", random batches" if budget.get("random_batches") else ""
+    text += "".join(f", {o.text(budget[o.name])}" for o in RECIPE_OPTIONS if budget.get(o.name, o.default) != o.default)
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
     for seed, source in budget.get("imported_seeds", {}).items():
@@ -503,7 +562,7 @@ def verdict(dataset: str, rows: list[dict]) -> str:
     return " ".join(parts)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
@@ -512,28 +571,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=50, help="epochs per run (cosine schedule over them)")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock cap per run (after the epoch)")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (CPUs with AVX512-BF16, GPUs)")
-    parser.add_argument("--batch-size", type=int, default=128, help="training batch size (histories per step)")
     parser.add_argument(
         "--dropouts", type=float, nargs="+", default=None, help="also tune hidden_dropout_prob over these values"
     )
-    parser.add_argument(
-        "--loss-type",
-        default="ce",
-        choices=["ce", "chunked_ce"],
-        help="chunked_ce: the same full-softmax loss without the (tokens, items) logits (faster on CPU)",
-    )
-    parser.add_argument(
-        "--train-stride",
-        type=int,
-        default=0,
-        help="cut training histories longer than the max length into windows this far apart (0 = keep the most "
-        "recent max-length items only)",
-    )
-    parser.add_argument(
-        "--random-batches",
-        action="store_true",
-        help="draw training batches at random (default: histories of similar length batched together)",
-    )
+    for option in RECIPE_OPTIONS:
+        parser.add_argument("--" + option.name.replace("_", "-"), default=option.default, **option.cli)
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")
     parser.add_argument(
@@ -544,7 +586,11 @@ def main() -> None:
         help="add a run made elsewhere (e.g. the main job's results.json) to the table",
     )
     parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:

@@ -290,40 +290,52 @@ def test_accuracy_report_names_the_gpu_its_runs_trained_on_and_says_nothing_for_
     )
 
 
-def test_windowed_and_random_batch_runs_reach_the_trainer_get_their_own_folders_and_say_so(tmp_path, monkeypatch):
+def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_path, monkeypatch):
     """Real (tiny) `hyenarec train` runs: `--train-stride` cuts histories longer than the max length into several
-    rows (an epoch takes more steps) and `--random-batches` turns off length grouping; each keeps the plain run's
-    cache apart and is named in the budget."""
+    rows (an epoch takes more steps), `--random-batches` turns off length grouping and `--weight-decay` reaches
+    AdamW; each keeps the plain run's cache apart and is named in the budget."""
     import argparse
 
     tiny = tiny_dataset(tmp_path, monkeypatch, users=32, items=30, lengths=(20, 30), seed=1)
+    options = {"plain": {}, "windowed": {"train_stride": 8}, "random": {"random_batches": True}}
+    options["decayed"] = {"weight_decay": 0.1}
     runs = {}
-    for name, stride, random_batches in (("plain", 0, False), ("windowed", 8, False), ("random", 0, True)):
-        args = argparse.Namespace(
-            epochs=1,
-            minutes=None,
-            bf16=False,
-            batch_size=16,
-            runs_dir=tmp_path / "runs",
-            train_stride=stride,
-            random_batches=random_batches,
-        )
-        runs[name] = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny)
+    for name, recipe in options.items():
+        args = argparse.Namespace(epochs=1, minutes=None, bf16=False, batch_size=16, runs_dir=tmp_path / "runs")
+        runs[name] = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, argparse.Namespace(**vars(args), **recipe), tiny)
     saved = {k: json.loads((Path(r["folder"]) / "results.json").read_text()) for k, r in runs.items()}
     assert runs["plain"]["folder"].endswith("lr0.001-seed0")
     assert runs["windowed"]["folder"].endswith("lr0.001-stride8-seed0")
     assert runs["random"]["folder"].endswith("lr0.001-random-seed0")
+    assert runs["decayed"]["folder"].endswith("lr0.001-wd0.1-seed0")
     assert "--train-stride 8" in runs["windowed"]["command"] and "--train-stride" not in runs["plain"]["command"]
     assert "--random-batches" in runs["random"]["command"] and "--random-batches" not in runs["plain"]["command"]
+    assert "--weight-decay 0.1" in runs["decayed"]["command"] and "--weight-decay" not in runs["plain"]["command"]
+    # the batch size (not the default 128) reaches every command, and has no folder tag
+    assert all("--batch-size 16 --eval-batch-size 16" in r["command"] for r in runs.values())
     # 32 users of 18-28 training items: 2 steps of 16 without windows; with stride 8 every user gives 2-3 windows
     assert saved["plain"]["global_steps"] == 2 and saved["windowed"]["global_steps"] >= 4
     assert saved["windowed"]["settings"]["train_stride"] == 8
     assert saved["plain"]["settings"]["group_by_length"] is True
     assert saved["random"]["settings"]["group_by_length"] is False
-    text = accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "train_stride": 200, "random_batches": True})
-    assert "windows (stride 200)" in text and "random batches" in text
-    assert "windows" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
-    assert "random" not in accuracy.budget_text({"lrs": [1e-3], "epochs": 1})
+    assert (saved["plain"]["settings"]["weight_decay"], saved["decayed"]["settings"]["weight_decay"]) == (0.0, 0.1)
+    text = accuracy.budget_text(
+        {"lrs": [1e-3], "epochs": 1, "train_stride": 200, "random_batches": True, "weight_decay": 0.01}
+    )
+    assert text == "lr 0.001, ≤ 1 epochs, windows (stride 200), random batches, weight decay 0.01, fp32"
+    assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1}) == "lr 0.001, ≤ 1 epochs, fp32"
+
+
+def test_recipe_options_are_parsed_from_the_command_line_with_their_defaults():
+    """Every recipe option has an `accuracy.py` flag; left out, it is at its default and changes nothing."""
+    parser = accuracy.build_parser()
+    assert accuracy.recipe(parser.parse_args([])) == []
+    args = parser.parse_args(["--weight-decay", "0.01", "--random-batches", "--loss-type", "chunked_ce"])
+    assert [(o.name, v) for o, v in accuracy.recipe(args)] == [
+        ("loss_type", "chunked_ce"),
+        ("random_batches", True),
+        ("weight_decay", 0.01),
+    ]
 
 
 def test_random_batches_turn_off_length_grouping_in_the_trainer(tmp_path):
