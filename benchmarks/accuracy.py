@@ -257,7 +257,7 @@ def train_once(
 
 def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command: str, out: Path) -> dict:
     epochs = float(saved["epochs_run"])
-    return {
+    row = {
         "dataset": dataset,
         "model": model,
         "lr": lr,
@@ -279,6 +279,9 @@ def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command:
         "command": command,
         "folder": relative(out),
     }
+    if saved.get("resumed"):  # a run stopped and resumed from its checkpoint: how, and how its time was counted
+        row["resumed"] = saved["resumed"]
+    return row
 
 
 def most_popular(dataset: str) -> dict:
@@ -479,6 +482,10 @@ def write_markdown(result: dict, path: Path) -> None:
             f"| {r['dataset']} | {LABELS[r['model']]} | {r['lr']:g} | {r['seed']} | "
             f"{r['validation_best']['ndcg@10_full']:.4f} | {r['test']['ndcg@10_full']:.4f} | `{r['command']}` |"
         )
+    resumed = [r for r in ok(result["runs"]) if r.get("resumed")]
+    if resumed:
+        lines += ["", "Resumed runs (stopped, then continued from a checkpoint with `--resume`):", ""]
+        lines += [f"- `{r['folder']}`: {r['resumed']}." for r in resumed]
     failed = [r for r in result["runs"] if "failed" in r]
     if failed:
         lines += ["", "Failed runs (not in the tables; the error is in `accuracy.json`):", ""]

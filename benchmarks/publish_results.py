@@ -27,6 +27,7 @@ RECIPE_TABLES = (
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
     ("accuracy_ml-1m_windows", "on ML-1M with every training item a label (`--train-stride 200`)"),
     ("accuracy_ml-1m_dropout", "on ML-1M with dropout 0.1"),
+    ("accuracy_beauty_wd", "on Amazon Beauty with weight decay 0.1"),
 )
 
 

@@ -290,6 +290,21 @@ def test_accuracy_report_names_the_gpu_its_runs_trained_on_and_says_nothing_for_
     )
 
 
+def test_a_resumed_run_is_listed_with_how_it_was_resumed_and_a_plain_one_is_not(tmp_path):
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": None, "bf16": True}
+    saved = {"test": {m: 0.17 for m in accuracy.METRICS}, "validation_best": {m: 0.17 for m in accuracy.METRICS}}
+    saved.update(epochs_run=40.0, train_seconds=4000.0, num_parameters=1000)
+    how = "stopped after epoch 36, resumed from checkpoint-2448"
+    plain = accuracy.record("ml-1m", "hyenarec", 3e-3, 42, saved, "c", tmp_path / "a")
+    resumed = accuracy.record("ml-1m", "hyenarec", 3e-3, 43, {**saved, "resumed": how}, "c", tmp_path / "b")
+    assert "resumed" not in plain and resumed["resumed"] == how
+    runs = [dict(r, selected=True, budget=own) for r in (plain, resumed)]
+    accuracy.write_markdown({"runs": runs, "summary": accuracy.summarise(runs)}, tmp_path / "both.md")
+    assert f"- `{resumed['folder']}`: {how}." in (tmp_path / "both.md").read_text()
+    accuracy.write_markdown({"runs": runs[:1], "summary": accuracy.summarise(runs[:1])}, tmp_path / "plain.md")
+    assert "Resumed" not in (tmp_path / "plain.md").read_text()
+
+
 def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_path, monkeypatch):
     """Real (tiny) `hyenarec train` runs: `--train-stride` cuts histories longer than the max length into several
     rows (an epoch takes more steps), `--random-batches` turns off length grouping and `--weight-decay` reaches
