@@ -159,10 +159,12 @@ RECIPE_OPTIONS = (
 )
 
 
-def recipe(args: argparse.Namespace) -> list[tuple[RecipeOption, Any]]:
-    """The recipe options `args` sets away from their defaults, in table order (a namespace may lack any of them)."""
-    values = [(option, getattr(args, option.name, option.default)) for option in RECIPE_OPTIONS]
-    return [(option, value) for option, value in values if value != option.default]
+def recipe(settings: argparse.Namespace | dict) -> list[tuple[RecipeOption, Any]]:
+    """The recipe options that `settings` (parsed arguments or a recorded budget) sets away from their defaults, in
+    table order; an option it lacks is at its default."""
+    values = settings if isinstance(settings, dict) else vars(settings)
+    pairs = [(option, values.get(option.name, option.default)) for option in RECIPE_OPTIONS]
+    return [(option, value) for option, value in pairs if value != option.default]
 
 
 def run_command(
@@ -528,7 +530,7 @@ def budget_text(budget: dict | None) -> str:
     text = f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
     text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
-    text += "".join(f", {o.text(budget[o.name])}" for o in RECIPE_OPTIONS if budget.get(o.name, o.default) != o.default)
+    text += "".join(f", {option.text(value)}" for option, value in recipe(budget))
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
     for seed, source in budget.get("imported_seeds", {}).items():
