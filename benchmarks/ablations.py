@@ -168,6 +168,21 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{r['seconds_per_epoch']:.0f} | {r['num_parameters']:,} |"
         )
     lines += ["", noise_note(rows), ""]
+    trained = [r for r in result["runs"] if "failed" not in r]
+    bf16_scored = [r for r in trained if s["bf16"] and not r.get("scores")]
+    if bf16_scored:
+        which = (
+            "Every run here was"
+            if len(bf16_scored) == len(trained)
+            else ", ".join(f"{r['variant']} seed {r['seed']}" for r in bf16_scored)
+            + (" was" if len(bf16_scored) == 1 else " were")
+        )
+        lines += [
+            f"{which} evaluated with bf16 item scores (before they were computed in float32 under bf16 autocast): "
+            "bf16 scores tie often and ties count against the target, so those values are biased low "
+            "(`benchmarks/score_precision.md`). Compare runs only with runs scored the same way.",
+            "",
+        ]
     failed = [r for r in result["runs"] if "failed" in r]
     if failed:
         lines += ["Failed runs (not in the table; the error is in the JSON):", ""]

@@ -13,7 +13,7 @@ can be stopped and resumed).
 
     python benchmarks/accuracy.py --datasets beauty                    # every model, 3 seeds, default grid
     python benchmarks/accuracy.py --datasets ml-1m --models hyenarec sasrec --seeds 42 --epochs 40 --minutes 28
-    python benchmarks/accuracy.py --report-only                        # rewrite the .md from the saved .json
+    python benchmarks/accuracy.py --report-only                        # rewrite the report from the saved runs
 
 Writes `benchmarks/accuracy.json` (every run, merged with the runs already recorded there) and `benchmarks/accuracy.md`.
 """
@@ -283,7 +283,16 @@ def record(dataset: str, model: str, lr: float, seed: int, saved: dict, command:
     }
     if saved.get("resumed"):  # a run stopped and resumed from its checkpoint: how, and how its time was counted
         row["resumed"] = saved["resumed"]
+    if (saved.get("protocol") or {}).get("scores"):  # runs made before item scores were float32 lack it
+        row["scores"] = saved["protocol"]["scores"]
     return row
+
+
+def bf16_scored(run: dict) -> bool:
+    """Whether a run's metrics came from bf16 item scores: a `--bf16` run recorded before scores were float32 (its
+    results name no score precision). Such scores tie often and ties count against the target, so its metrics are
+    biased low (`benchmarks/score_precision.md`)."""
+    return bool((run.get("budget") or {}).get("bf16")) and not run.get("scores")
 
 
 def most_popular(dataset: str) -> dict:
@@ -375,6 +384,8 @@ def summarise(runs: list[dict]) -> list[dict]:
         chosen = [r for r in runs if r["dataset"] == dataset and r["model"] == model and r.get("selected", True)]
         row = {"dataset": dataset, "model": model, "seeds": len(chosen), "lr": chosen[0]["lr"]}
         row["budget"] = merged_budget(chosen)
+        if row["budget"] and any(bf16_scored(r) for r in chosen):
+            row["budget"] = {**row["budget"], "bf16_scores": True}
         for metric in METRICS:
             values = [r["test"][metric] for r in chosen]
             row[metric] = statistics.fmean(values)
@@ -438,6 +449,14 @@ def write_markdown(result: dict, path: Path) -> None:
         "only where their budgets agree, and the text under each table says where they do not.",
         "",
     ]
+    if any(bf16_scored(r) for r in ok(result["runs"])):
+        lines += [
+            "Rows marked `bf16 item scores: biased low` were evaluated before item scores were computed in float32 "
+            "under bf16 autocast: their bf16 scores tie often, ties count against the target, and so their metrics "
+            "sit below what the same weights score in float32 (`benchmarks/score_precision.md` measures the gap on a "
+            "trained model). Compare them only with rows marked the same way.",
+            "",
+        ]
     hardware = hardware_line(ok(result["runs"]))
     if hardware:
         lines += [hardware, ""]
@@ -532,6 +551,7 @@ def budget_text(budget: dict | None) -> str:
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
     text += "".join(f", {option.text(value)}" for option, value in recipe(budget))
     text += ", bf16" if budget.get("bf16") else ", fp32"
+    text += " (bf16 item scores: biased low)" if budget.get("bf16_scores") else ""
     text += f" (imported: `{budget['imported']}`)" if budget.get("imported") else ""
     for seed, source in budget.get("imported_seeds", {}).items():
         text += f"; seed {seed} imported from `{source['file']}`"
@@ -602,8 +622,11 @@ def main() -> None:
     args = build_parser().parse_args()
 
     json_path = args.out.with_suffix(".json")
-    if args.report_only:
-        write_markdown(json.loads(json_path.read_text()), args.out.with_suffix(".md"))
+    if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files
+        result = json.loads(json_path.read_text())
+        result["summary"] = summarise(result["runs"])
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        write_markdown(result, args.out.with_suffix(".md"))
         return
     runs = sweep(args)
     # Merge with runs recorded before (other datasets or models); a (dataset, model) run now replaces its old rows.

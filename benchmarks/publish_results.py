@@ -24,6 +24,7 @@ DATASET_LABELS = {name: spec["label"] for name, spec in DATASETS.items()}
 
 # Accuracy tables that change one thing of the main table's recipe: (file stem under benchmarks/, heading).
 RECIPE_TABLES = (
+    ("accuracy_fp32_scores", "with float32 item scores (the current code)"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
     ("accuracy_ml-1m_windows", "on ML-1M with every training item a label (`--train-stride 200`)"),
     ("accuracy_ml-1m_dropout", "on ML-1M with dropout 0.1"),
@@ -156,6 +157,30 @@ def ablation_section(result: dict | None) -> list[str]:
     return lines + ["", ablations.noise_note(rows), ""]
 
 
+def score_precision_section(result: dict | None) -> list[str]:
+    """What bf16 item scores cost the metrics of trained models (`score_precision.py`): test NDCG@10 three ways."""
+    if not result:
+        return []
+    lines = [
+        "### Item scores in bf16 against float32, same weights (`benchmarks/score_precision.md`)",
+        "",
+        "Test NDCG@10 (full ranking, seen excluded, ties against the target) of trained models, ranked with the whole "
+        "model in float32, under bf16 autocast with bf16 item scores (what every `--bf16` run reported before this "
+        "was fixed) and under bf16 autocast with float32 item scores (what runs report now). Reproduce: "
+        "`python benchmarks/score_precision.py MODEL_DIR --data-file FILE`.",
+        "",
+        "| model | float32 | bf16 scores | float32 scores | tied users with bf16 scores |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for folder, entry in result.items():
+        test = entry["splits"].get("test")
+        if test:
+            values = " | ".join(f"{test[w]['ndcg@10']:.4f}" for w in ("float32", "bf16 scores", "float32 scores"))
+            tied = test["bf16 scores"]["users_with_a_tied_candidate"]
+            lines.append(f"| `{folder}` ({LABELS[entry['model_type']]}) | {values} | {tied:.1%} |")
+    return lines + [""]
+
+
 CARD_START, CARD_END = "<!-- baselines:start -->", "<!-- baselines:end -->"
 
 
@@ -209,6 +234,7 @@ def main() -> None:
         if result:
             lines += scaling_section(result, device, loss_type)
     accuracy_result = load("accuracy.json")
+    lines += score_precision_section(load("score_precision.json"))
     lines += accuracy_section(accuracy_result)
     for stem, title in RECIPE_TABLES:  # one recipe change each, beside the main table; shown once measured
         result = load(f"{stem}.json")

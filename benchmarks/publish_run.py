@@ -40,7 +40,7 @@ def main_run_block(results: dict, name: str) -> str:
         "",
         f"{results['epochs_run']:.0f} epochs in {results['train_seconds'] / 60:.1f} min of training "
         f"({results['num_parameters']:,} parameters); best validation epoch restored. Full ranking over all "
-        f"{results['model_config'].get('num_items', '?')} items, leave-one-out.",
+        f"{results['model_config'].get('num_items', '?')} items, leave-one-out. " + scores_sentence(results),
         "",
         "| split / protocol | " + " | ".join(METRICS) + " |",
         "|" + "---|" * (len(METRICS) + 1),
@@ -56,6 +56,19 @@ def main_run_block(results: dict, name: str) -> str:
         END,
     ]
     return "\n".join(lines)
+
+
+def scores_sentence(results: dict) -> str:
+    """How the run's item scores were computed: float32 now; a bf16 run made before that scored in bf16."""
+    scores = results.get("protocol", {}).get("scores")
+    if scores:
+        return f"Item scores: {scores}."
+    if results.get("settings", {}).get("bf16"):
+        return (
+            "Item scores: bf16 (made before they were computed in float32): bf16 scores tie often and ties count "
+            "against the target, so these metrics are biased low (`benchmarks/score_precision.md`)."
+        )
+    return "Item scores: float32."
 
 
 def replace_block(text: str, block: str) -> str:

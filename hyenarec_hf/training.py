@@ -353,6 +353,11 @@ def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) 
     )
 
 
+# Recorded in every results.json: runs made before item scores were computed in float32 under bf16 autocast lack it
+# (their bf16 scores tied often, and ties count against the target; `benchmarks/score_precision.md`).
+SCORE_PRECISION = "float32 (also under bf16 autocast)"
+
+
 def strip_prefix(metrics: dict[str, float], prefix: str) -> dict[str, float]:
     return {k[len(prefix) + 1 :] if k.startswith(prefix + "_") else k: v for k, v in metrics.items()}
 
@@ -393,6 +398,7 @@ def train_and_evaluate(
             "ranking": "full ranking over all items; *_full: the user's already-seen items excluded (headline); "
             "*_full_incl_seen: no exclusion; *_sampled100: target + 100 seeded uniformly sampled unseen items",
             "ties": "pessimistic (an item scoring equal to the target ranks above it)",
+            "scores": SCORE_PRECISION,
             "max_length": settings.max_length,
         },
         "test": test_metrics,

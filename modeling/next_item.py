@@ -22,7 +22,8 @@ class NextItemPredictionOutput(ModelOutput):
 
     Args:
         loss: scalar cross-entropy, when `labels` are given.
-        logits: `(batch, kept_positions, num_items + 1)` item scores; column 0 (padding) is the dtype's minimum.
+        logits: `(batch, kept_positions, num_items + 1)` item scores, float32 (float64 for a float64 model) also
+            under autocast; column 0 (padding) is the dtype's minimum.
         hidden_states: tuple of `(batch, seq_len, hidden)`, the embeddings and each block's output, when
             `output_hidden_states=True`.
     """
@@ -49,13 +50,30 @@ class Dropout(torch.nn.Dropout):
         return input * keep.to(input.dtype).mul_(1.0 / (1.0 - self.p))
 
 
+def item_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Scores `hidden @ weight.T (+ bias)` `(..., items)` in float32 (float64 for a float64 model), with autocast off
+    whatever the caller runs under.
+
+    Ranking compares scores, so their precision is the metric's: bf16 keeps 8 significant bits, which at the scale of
+    trained logits (about 10) makes items 0.06 apart score the same, and a tie counts against the target. With bf16
+    scores, trained ML-1M models had a tied candidate for 55% of the test users and lost 0.003 NDCG@10
+    (`benchmarks/score_precision.md`). The GEMM is small next to the softmax over its output, which runs in float32
+    anyway: a training step took the same time both ways there.
+    """
+    dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
+    with torch.autocast(device_type=hidden.device.type, enabled=False):
+        scores = hidden.to(dtype) @ weight.to(dtype).transpose(0, 1)
+        return scores if bias is None else scores + bias.to(dtype)
+
+
 def next_item_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
     """Full-softmax cross-entropy of `logits` `(..., num_items+1)` against `labels` `(...)`, -100 ignored.
 
     Mean over counted positions, or their sum divided by `num_items_in_batch` (gradient accumulation)."""
-    flat_logits = logits.reshape(-1, logits.shape[-1]).float()
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_logits = flat_logits.to(torch.promote_types(flat_logits.dtype, torch.float32))
     flat_labels = labels.reshape(-1).to(flat_logits.device)
     if num_items_in_batch is None:
         return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
@@ -85,13 +103,13 @@ def sampled_cross_entropy(
     hidden, targets = hidden[keep], labels[keep]
     num_items = item_weight.shape[0] - 1
     negatives = torch.randint(1, num_items + 1, (num_negatives,), device=hidden.device)
-    pos = (hidden * item_weight[targets].to(hidden.dtype)).sum(-1, keepdim=True)
-    neg = hidden @ item_weight[negatives].to(hidden.dtype).transpose(0, 1)
+    neg = item_scores(hidden, item_weight[negatives])
+    pos = (hidden.to(neg.dtype) * item_weight[targets].to(neg.dtype)).sum(-1, keepdim=True)
     if item_bias is not None:
-        pos = pos + item_bias[targets, None].to(pos.dtype)
+        pos = pos + item_bias[targets, None].to(neg.dtype)
         neg = neg + item_bias[negatives][None, :].to(neg.dtype)
     neg = neg.masked_fill(negatives[None, :] == targets[:, None], torch.finfo(neg.dtype).min)
-    logits = torch.cat([pos, neg], dim=-1).float()
+    logits = torch.cat([pos, neg], dim=-1)
     zeros = torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
     if num_items_in_batch is None:
         return F.cross_entropy(logits, zeros)
@@ -116,25 +134,26 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk_rows):
+        dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)  # as item_scores
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=torch.float32, device=bias.device)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
+        grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=bias.device)
+        total = torch.zeros((), dtype=dtype, device=hidden.device)
+        weight32 = weight.to(dtype)
         for start in range(0, hidden.shape[0], chunk_rows):
-            h = hidden[start : start + chunk_rows]
+            h = hidden[start : start + chunk_rows].to(dtype)
             t = targets[start : start + chunk_rows]
-            logits = h @ weight.transpose(0, 1).to(h.dtype)
-            if bias is not None:
-                logits = logits + bias.to(logits.dtype)
-            logits = logits.float()
+            logits = item_scores(h, weight32, bias)
             logits[:, 0] = torch.finfo(logits.dtype).min
             log_norm = torch.logsumexp(logits, dim=-1)
             total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
             # d(sum of losses)/d(logits) = softmax - one_hot(target), written over the logits buffer
             grad_logits = logits.sub_(log_norm[:, None]).exp_()
             grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
-            grad_hidden[start : start + chunk_rows] = grad_logits.to(h.dtype) @ weight.to(h.dtype)
-            grad_weight += (grad_logits.transpose(0, 1).to(h.dtype) @ h).float()
+            # the same float32 GEMMs as autograd through `item_scores` (autocast off, as there)
+            with torch.autocast(device_type=h.device.type, enabled=False):
+                grad_hidden[start : start + chunk_rows] = (grad_logits @ weight32).to(hidden.dtype)
+                grad_weight += grad_logits.transpose(0, 1) @ h
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
@@ -146,7 +165,6 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         weight_dtype, bias_dtype = ctx.dtypes
-        grad_output = grad_output.float()
         grads = [None, None, None, None, None]
         if ctx.needs_input_grad[0]:
             grads[0] = grad_hidden * grad_output.to(grad_hidden.dtype)
@@ -250,12 +268,10 @@ class NextItemMixin:
         return self.model.item_embeddings.weight[: self.config.num_items + 1], None
 
     def score(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Item scores `(..., num_items + 1)` from hidden states `(..., hidden)`; the padding item never scores."""
+        """Item scores `(..., num_items + 1)` from hidden states `(..., hidden)`, at least float32 (see
+        `item_scores`); the padding item never scores."""
         weight, bias = self.output_item_table()
-        logits = hidden @ weight.transpose(0, 1).to(hidden.dtype)
-        if bias is not None:
-            logits = logits + bias.to(hidden.dtype)
-        return mask_padding_item(logits)
+        return mask_padding_item(item_scores(hidden, weight, bias))
 
     @torch.no_grad()
     def score_histories(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,6 +27,7 @@ def run(model, lr, seed, val, test, dataset="beauty", **extra):
         "seconds_per_epoch": 10.0 * seed / 42,
         "epochs_run": 20.0,
         "command": f"hyenarec train --model {model} --lr {lr} --seed {seed}",
+        "scores": "float32 (also under bf16 autocast)",  # as every run records now
         **extra,
     }
 
@@ -378,3 +379,43 @@ def test_window_labels_counts_what_the_collator_and_the_windows_train_on():
         "labels_windowed": 2 + 16 + 24,
         "labels_distinct": 2 + 9 + 24,
     }
+
+
+def test_runs_evaluated_with_bf16_item_scores_are_marked_biased_low_and_float32_scored_runs_are_not(
+    tmp_path, monkeypatch
+):
+    """A real (tiny) bf16 `hyenarec train` run records that its item scores were float32; a bf16 run recorded before
+    that (no such field) is marked in its row's budget, in the table's note and in the ablation report."""
+    import argparse
+
+    from hyenarec_hf.training import SCORE_PRECISION
+
+    tiny = tiny_dataset(tmp_path, monkeypatch)
+    args = argparse.Namespace(epochs=1, minutes=None, bf16=True, batch_size=128, runs_dir=tmp_path / "runs")
+    fresh = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, args, overrides=tiny)
+    assert json.loads((Path(fresh["folder"]) / "results.json").read_text())["protocol"]["scores"] == SCORE_PRECISION
+    own = {"lrs": [1e-3], "epochs": 1, "minutes": None, "bf16": True}
+    fresh = dict(fresh, selected=True, budget=own)
+    old = {k: v for k, v in fresh.items() if k != "scores"}
+    assert fresh["scores"] == SCORE_PRECISION and not accuracy.bf16_scored(fresh)
+    assert accuracy.bf16_scored(old)
+    assert not accuracy.bf16_scored(dict(old, budget={**own, "bf16": False}))  # fp32 runs never scored in bf16
+
+    for runs, marked in (([fresh], False), ([old], True), ([fresh, dict(old, seed=1)], True)):
+        rows = accuracy.summarise(runs)
+        assert ("(bf16 item scores: biased low)" in accuracy.budget_text(rows[0]["budget"])) is marked
+        accuracy.write_markdown({"runs": runs, "summary": rows}, tmp_path / "accuracy.md")
+        assert ("Rows marked `bf16 item scores: biased low`" in (tmp_path / "accuracy.md").read_text()) is marked
+
+    result = ablation_runs({"full": [0.120], "no_short": [0.118]})
+    for r in result["runs"]:
+        del r["scores"]  # recorded before scores were float32
+    ablations.write_markdown(result, tmp_path / "ablations.md")
+    assert "Every run here was evaluated with bf16 item scores" in (tmp_path / "ablations.md").read_text()
+    result["runs"][0]["scores"] = SCORE_PRECISION
+    ablations.write_markdown(result, tmp_path / "ablations.md")
+    text = (tmp_path / "ablations.md").read_text()
+    assert "no_short seed 42 was evaluated with bf16 item scores" in text and "full seed" not in text
+    result["runs"][1]["scores"] = SCORE_PRECISION
+    ablations.write_markdown(result, tmp_path / "ablations.md")
+    assert "bf16 item scores" not in (tmp_path / "ablations.md").read_text()
