@@ -50,6 +50,11 @@ class Dropout(torch.nn.Dropout):
         return input * keep.to(input.dtype).mul_(1.0 / (1.0 - self.p))
 
 
+def score_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    """The dtype item scores are computed in: float32, or float64 when the inputs are float64."""
+    return torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
+
+
 def item_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Scores `hidden @ weight.T (+ bias)` `(..., items)` in float32 (float64 for a float64 model), with autocast off
     whatever the caller runs under.
@@ -60,7 +65,7 @@ def item_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     (`benchmarks/score_precision.md`). The GEMM is small next to the softmax over its output, which runs in float32
     anyway: a training step took the same time both ways there.
     """
-    dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)
+    dtype = score_dtype(hidden, weight)
     with torch.autocast(device_type=hidden.device.type, enabled=False):
         scores = hidden.to(dtype) @ weight.to(dtype).transpose(0, 1)
         return scores if bias is None else scores + bias.to(dtype)
@@ -134,25 +139,25 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk_rows):
-        dtype = torch.promote_types(torch.promote_types(hidden.dtype, weight.dtype), torch.float32)  # as item_scores
+        dtype = score_dtype(hidden, weight)
         grad_hidden = torch.empty_like(hidden)
         grad_weight = torch.zeros(weight.shape, dtype=dtype, device=weight.device)
         grad_bias = None if bias is None else torch.zeros(bias.shape, dtype=dtype, device=bias.device)
         total = torch.zeros((), dtype=dtype, device=hidden.device)
-        weight32 = weight.to(dtype)
+        table = weight.to(dtype)
         for start in range(0, hidden.shape[0], chunk_rows):
             h = hidden[start : start + chunk_rows].to(dtype)
             t = targets[start : start + chunk_rows]
-            logits = item_scores(h, weight32, bias)
+            logits = item_scores(h, table, bias)
             logits[:, 0] = torch.finfo(logits.dtype).min
             log_norm = torch.logsumexp(logits, dim=-1)
             total += (log_norm - logits.gather(1, t[:, None]).squeeze(1)).sum()
             # d(sum of losses)/d(logits) = softmax - one_hot(target), written over the logits buffer
             grad_logits = logits.sub_(log_norm[:, None]).exp_()
             grad_logits[torch.arange(len(t), device=t.device), t] -= 1.0
-            # the same float32 GEMMs as autograd through `item_scores` (autocast off, as there)
+            # the GEMMs autograd would run through `item_scores`, in its dtype (autocast off, as there)
             with torch.autocast(device_type=h.device.type, enabled=False):
-                grad_hidden[start : start + chunk_rows] = (grad_logits @ weight32).to(hidden.dtype)
+                grad_hidden[start : start + chunk_rows] = (grad_logits @ table).to(hidden.dtype)
                 grad_weight += grad_logits.transpose(0, 1) @ h
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
