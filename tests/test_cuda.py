@@ -81,6 +81,20 @@ def test_bf16_autocast_on_cuda_stays_close_to_float32(model_type):
     assert all(torch.isfinite(g).all() for g in half[2].values())
 
 
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_item_scores_under_bf16_autocast_on_cuda_are_the_float32_product_of_the_scored_vector(model_type):
+    """As on the CPU (`tests/test_score_precision.py`): autocast never makes the scoring GEMM bf16, so no bf16 ties."""
+    model = tiny(model_type).cuda().eval()
+    ids = batch(seed=5)[0].cuda()
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        scores = model.score_histories(ids, ids.ne(0))
+        vectors = model.history_embeddings(ids, ids.ne(0))
+    assert scores.dtype == torch.float32
+    weight, bias = model.output_item_table()
+    expected = vectors.float() @ weight.float().T + (0 if bias is None else bias.float())
+    torch.testing.assert_close(scores[:, 1:], expected[:, 1:], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("model_type", ["hyenarec", "sasrec"])
 def test_chunked_loss_on_cuda_equals_the_full_softmax(model_type):
     ids, labels, mask = batch(seed=4)
