@@ -24,7 +24,15 @@ import json
 import statistics
 from pathlib import Path
 
-from accuracy import DATASETS, ROOT, RUNS_DIR, cell, train_once  # sibling script: the same runner, cache and cells
+from accuracy import (  # sibling script: the same runner, cache, cells and recipe options
+    DATASETS,
+    ROOT,
+    RUNS_DIR,
+    cell,
+    recipe,
+    recorded_options,
+    train_once,
+)
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -93,7 +101,8 @@ def merge_runs(old: dict | None, new: dict) -> dict:
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    return {"dataset": args.dataset, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+    settings = {"dataset": args.dataset, "lr": args.lr, "epochs": args.epochs, "minutes": args.minutes}
+    return {**settings, "bf16": args.bf16, **recorded_options(args)}
 
 
 def summarise(result: dict) -> list[dict]:
@@ -153,6 +162,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"Produced by `python benchmarks/ablations.py` with lr {s['lr']:g}, {s['epochs']} epochs (cosine, 2% warm-up)"
         + (f", at most {s['minutes']} min" if s["minutes"] else "")
         + (", bf16 autocast" if s["bf16"] else ", fp32")
+        + "".join(f", {option.text(value)}" for option, value in recipe(s))
         + ". Full ranking, seen items excluded, test metrics at the best validation epoch; mean ± sample std over "
         "seeds. The ranking says which variant does best in this budget, not where each would end with more "
         "training.",

@@ -104,6 +104,7 @@ class RecipeOption:
     flags: Callable[[Any], list[str]] | None = None  # `hyenarec train` flags
     override: Callable[[Any], str] | None = None  # or a model config field (`--set`)
     tag: Callable[[Any], str] | None = None  # run-folder tag; None: the option keeps the folder (pick --runs-dir)
+    unrecorded: Any = None  # what a budget recorded before the option existed trained with (None: the default)
 
 
 RECIPE_OPTIONS = (
@@ -138,15 +139,17 @@ RECIPE_OPTIONS = (
         tag=lambda v: f"-stride{v}",
     ),
     RecipeOption(
-        "random_batches",
-        False,
+        "batching",
+        "balanced",
         dict(
-            action="store_true",
-            help="draw training batches at random (default: histories of similar length batched together)",
+            choices=["balanced", "random", "length_grouped"],
+            help="how training batches are drawn (`hyenarec train --batching`; runs recorded before the option "
+            "trained on length_grouped batches)",
         ),
-        text=lambda v: "random batches",
-        flags=lambda v: ["--random-batches"],
-        tag=lambda v: "-random",
+        text=lambda v: f"{v.replace('_', '-')} batches",
+        flags=lambda v: ["--random-batches"] if v == "random" else ["--batching", v],
+        tag=lambda v: f"-{v.replace('_', '-')}",
+        unrecorded="length_grouped",
     ),
     RecipeOption(
         "weight_decay",
@@ -161,10 +164,26 @@ RECIPE_OPTIONS = (
 
 def recipe(settings: argparse.Namespace | dict) -> list[tuple[RecipeOption, Any]]:
     """The recipe options that `settings` (parsed arguments or a recorded budget) sets away from their defaults, in
-    table order; an option it lacks is at its default."""
-    values = settings if isinstance(settings, dict) else vars(settings)
-    pairs = [(option, values.get(option.name, option.default)) for option in RECIPE_OPTIONS]
+    table order. An option the arguments lack is at its default (a script without the flag); one a recorded budget
+    lacks is what runs trained with before the option existed (`unrecorded`)."""
+    recorded = isinstance(settings, dict)
+    values = settings if recorded else vars(settings)
+
+    def missing(option: RecipeOption) -> Any:
+        return option.unrecorded if recorded and option.unrecorded is not None else option.default
+
+    pairs = [(option, values.get(option.name, missing(option))) for option in RECIPE_OPTIONS]
     return [(option, value) for option, value in pairs if value != option.default]
+
+
+def recorded_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What a budget records of the recipe: every option away from its default, and always the options whose
+    absence means something else in budgets recorded before them (`unrecorded`)."""
+    out = {option.name: value for option, value in recipe(args)}
+    for option in RECIPE_OPTIONS:
+        if option.unrecorded is not None:
+            out[option.name] = getattr(args, option.name, option.default)
+    return out
 
 
 def run_command(
@@ -224,6 +243,7 @@ def train_once(
         tag += option.tag(value) if option.tag else ""
         overrides = (*overrides, option.override(value)) if option.override else overrides
     folder = f"lr{lr:g}{tag}-seed{seed}"
+    batching = recorded_options(args)["batching"]
     out = args.runs_dir / dataset / (variant or model) / folder
     command = run_command(dataset, model, lr, seed, args, out, overrides)
     shown = shlex.join(["hyenarec", *command[1:]]).replace(str(DATA), "../shared/data").replace(str(ROOT) + "/", "")
@@ -231,7 +251,8 @@ def train_once(
         expected = shown.replace(relative(out), relative(cached))
         if (cached / "results.json").exists():
             saved = json.loads((cached / "results.json").read_text())
-            if saved.get("accuracy_command") == expected:
+            # the same command trained otherwise before `batching` existed: such a run is not this one
+            if saved.get("accuracy_command") == expected and trained_batching(saved) == batching:
                 print(f"[cached] {expected}", flush=True)
                 return record(dataset, model, lr, seed, saved, expected, cached)
     print(f"[run] {shown}", flush=True)
@@ -348,7 +369,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
     if getattr(args, "dropouts", None):
         budget["dropouts"] = args.dropouts
-    budget.update((option.name, value) for option, value in recipe(args))
+    budget.update(recorded_options(args))
     for r in runs:
         if r["model"] != "mostpop":
             r["budget"] = budget
@@ -367,9 +388,17 @@ def imported(dataset: str, model: str, results_file: Path) -> dict:
         "epochs": s["epochs"],
         "minutes": s.get("max_train_minutes"),
         "bf16": s.get("bf16", False),
+        "batching": trained_batching(saved),
         "imported": relative(results_file),
     }
     return row
+
+
+def trained_batching(saved: dict) -> str:
+    """How a run's training batches were drawn, from its results.json (runs before `batching` record
+    `group_by_length`)."""
+    settings = saved.get("settings") or {}
+    return settings.get("batching") or ("length_grouped" if settings.get("group_by_length", True) else "random")
 
 
 def ok(runs: list[dict]) -> list[dict]:
@@ -446,7 +475,10 @@ def write_markdown(result: dict, path: Path) -> None:
         "validation NDCG@10 with the first seed; every run uses a cosine schedule over its epochs with 2% warm-up, "
         "AdamW, batch 128 (unless `budget` says otherwise) and the model's default architecture (`hyenarec_hf.<Model>Config()`). `budget` gives the "
         "grid, the epochs, the wall-clock cap and the precision of that row's runs; rows of one table compare fairly "
-        "only where their budgets agree, and the text under each table says where they do not.",
+        "only where their budgets agree, and the text under each table says where they do not. Training batches are "
+        "`balanced` (random histories each step, in length-balanced micro-batches) unless `budget` names another "
+        "way: `length-grouped batches` (what every run before `balanced` used) train worse "
+        "(`benchmarks/accuracy_batching.md`).",
         "",
     ]
     if any(bf16_scored(r) for r in ok(result["runs"])):

@@ -102,7 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         bf16=args.bf16,
         train_stride=args.train_stride or None,
-        group_by_length=not args.random_batches,
+        batching=_batching(args),
+        micro_batches=args.micro_batches,
         num_sampled=args.num_sampled,
         max_train_minutes=args.max_train_minutes,
         save_steps=args.save_steps,
@@ -125,6 +126,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     print(f"Hub-ready folder: {args.output_dir} (results.json, training_curve.png, README.md model card)")
     return 0
+
+
+def _batching(args: argparse.Namespace) -> str:
+    if args.random_batches and args.batching not in (None, "random"):
+        raise SystemExit(f"--random-batches means --batching random; it cannot go with --batching {args.batching}")
+    return "random" if args.random_batches else args.batching or "balanced"
 
 
 def _resume_arg(args: argparse.Namespace) -> str | None:
@@ -288,11 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CPU with AVX512-BF16 or a GPU)")
     p.add_argument("--train-stride", type=int, default=0, help="cut long train histories into windows (0 = off)")
     p.add_argument(
-        "--random-batches",
-        action="store_true",
-        help="draw training batches at random instead of grouping histories of similar length (more padding, "
-        "slower on CPU; every token of an epoch then weighs about the same in the loss)",
+        "--batching",
+        default=None,
+        help="balanced (default): every optimizer step takes --batch-size random histories, split into "
+        "--micro-batches micro-batches of similar length; random: random batches padded to their longest (the same "
+        "steps, more padding); length_grouped: batches of similar length in long-to-short runs (what runs before "
+        "'balanced' used: cheapest, but it trains worse)",
     )
+    p.add_argument("--micro-batches", type=int, default=4, help="micro-batches per step with --batching balanced")
+    p.add_argument("--random-batches", action="store_true", help="the same as --batching random")
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
     p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this")
     p.add_argument(

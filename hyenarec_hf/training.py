@@ -30,6 +30,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_pt_utils import BatchRebalanceSampler
 
 from .collator import add_eval_index
 from .data import ItemVocab, window_sequences
@@ -70,6 +71,9 @@ def build_model(model_type: str, vocab: ItemVocab, max_length: int, **model_kwar
     return model_class(config)
 
 
+BATCHINGS = ("balanced", "random", "length_grouped")
+
+
 @dataclass
 class TrainSettings:
     """Optimisation and evaluation settings (the model's own settings live in its config)."""
@@ -85,7 +89,16 @@ class TrainSettings:
     patience: int = 10
     seed: int = 42
     bf16: bool = False
-    group_by_length: bool = True  # batches of similar history length: less padding, much faster on CPU
+    # How training batches are drawn (one of BATCHINGS; `_training_arguments` maps each to the stock Trainer's samplers):
+    # "balanced": every optimizer step takes `batch_size` histories at random and splits them into `micro_batches`
+    #   micro-batches of similar length, accumulated into one step (the stock `batch_rebalance` sampler). The step and
+    #   its loss (the mean over all its labelled positions) are those of "random", with much less padding.
+    # "random": every batch is `batch_size` histories at random, padded to its longest.
+    # "length_grouped": the stock `group_by_length` sampler: batches of similar length, taken long-to-short through
+    #   each shuffled quarter of the data, each batch's loss the mean over its own positions. Cheapest on CPU but a
+    #   worse optimiser (`benchmarks/accuracy_batching.md`); every run made before "balanced" existed used it.
+    batching: str = "balanced"
+    micro_batches: int = 4  # for "balanced": micro-batches per optimizer step; must divide batch_size
     train_stride: int | None = None  # window long train histories (see data.window_sequences); None = no windows
     num_sampled: int = 100  # also report the sampled-100 protocol (for comparison with papers that use it)
     max_train_minutes: float | None = None  # wall-clock budget: stop after the epoch that crosses it
@@ -109,8 +122,20 @@ class TrainSettings:
         def is_number(value: Any) -> bool:
             return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-        for name in ("max_length", "batch_size", "eval_batch_size", "patience", "logging_steps"):
+        for name in ("max_length", "batch_size", "eval_batch_size", "patience", "logging_steps", "micro_batches"):
             need(is_int(getattr(self, name), 1), name, "an int >= 1")
+        need(self.batching in BATCHINGS, "batching", f"one of {BATCHINGS}")
+        if self.batching == "balanced":
+            need(
+                self.batch_size % self.micro_batches == 0,
+                "micro_batches",
+                f"a divisor of batch_size ({self.batch_size}), so that every optimizer step takes batch_size histories",
+            )
+            need(
+                "gradient_accumulation_steps" not in self.extra_args,
+                "extra_args",
+                "free of gradient_accumulation_steps with batching='balanced' (set micro_batches instead)",
+            )
         need(is_int(self.seed, 0), "seed", "an int >= 0")
         need(is_number(self.epochs) and self.epochs > 0, "epochs", "a number > 0")
         need(is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "a finite number > 0")
@@ -204,8 +229,9 @@ MODEL_COMPUTED_LOSSES = ("sampled_ce", "chunked_ce")
 
 
 class NextItemTrainer(Trainer):
-    """The stock `Trainer` plus the one thing it lacks for models that compute their loss from the hidden states
-    (`loss_type="sampled_ce"` or `"chunked_ce"`).
+    """The stock `Trainer` plus two things it lacks: a loss path for models that compute their loss from the hidden
+    states (`loss_type="sampled_ce"` or `"chunked_ce"`), and the run's seed for the `batch_rebalance` sampler (which
+    the stock Trainer builds with a fixed seed, so every run would draw the same batches).
 
     `compute_loss_func` (needed to score the packed evaluation labels) makes `Trainer.compute_loss` take `labels` out
     of the batch before the forward, so the model could never compute a loss that needs the targets inside it. A
@@ -220,6 +246,13 @@ class NextItemTrainer(Trainer):
     def __init__(self, *args, loss_guard: NonFiniteLossGuard | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_guard = loss_guard
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, BatchRebalanceSampler):
+            # The stock Trainer builds it with its own fixed seed (42): every run would draw the same batches
+            sampler.seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return sampler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         config = self.accelerator.unwrap_model(model).config
@@ -311,6 +344,9 @@ def build_trainer(
     )
 
 
+SAMPLING_STRATEGIES = {"balanced": "batch_rebalance", "random": "random", "length_grouped": "group_by_length"}
+
+
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:
     # load_best_model_at_end needs evaluations and saves on one schedule: every epoch, or every `save_steps` steps.
     if settings.save_steps:
@@ -319,10 +355,13 @@ def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) 
         )
     else:
         schedule = dict(eval_strategy="epoch", save_strategy="epoch")
+    # "balanced": the stock sampler takes per_device_train_batch_size * gradient_accumulation_steps histories a step
+    accumulation = settings.micro_batches if settings.batching == "balanced" else 1
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=settings.epochs,
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=settings.batch_size // accumulation,
+        gradient_accumulation_steps=accumulation,
         per_device_eval_batch_size=settings.eval_batch_size,
         learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay,
@@ -347,7 +386,7 @@ def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) 
         dataloader_num_workers=settings.dataloader_num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         eval_on_start=settings.eval_on_start,
-        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+        train_sampling_strategy=SAMPLING_STRATEGIES[settings.batching],
         length_column_name="length",
         **settings.extra_args,
     )

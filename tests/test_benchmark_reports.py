@@ -110,7 +110,7 @@ def test_replace_between_rewrites_only_the_generated_block(tmp_path):
 
 
 def test_accuracy_row_names_the_seeds_imported_from_another_run():
-    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True}
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True, "batching": "balanced"}
     runs = [
         run("hyenarec", 3e-3, 43, 0.15, 0.160, dataset="ml-1m", grid=True, selected=True, budget=own),
         run("hyenarec", 3e-3, 44, 0.15, 0.164, dataset="ml-1m", selected=True, budget=own),
@@ -128,7 +128,7 @@ def test_accuracy_row_names_the_seeds_imported_from_another_run():
 
 
 def test_accuracy_table_names_the_rows_whose_budget_is_not_hyenarecs(tmp_path):
-    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True}
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True, "batching": "balanced"}
     bigger = {**own, "lrs": [1e-3, 3e-3], "loss_type": "chunked_ce"}
     runs = [
         run("hyenarec", 3e-3, 42, 0.15, 0.160, dataset="ml-1m", grid=True, selected=True, budget=own),
@@ -313,7 +313,7 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     import argparse
 
     tiny = tiny_dataset(tmp_path, monkeypatch, users=32, items=30, lengths=(20, 30), seed=1)
-    options = {"plain": {}, "windowed": {"train_stride": 8}, "random": {"random_batches": True}}
+    options = {"plain": {}, "windowed": {"train_stride": 8}, "random": {"batching": "random"}}
     options["decayed"] = {"weight_decay": 0.1}
     runs = {}
     for name, recipe in options.items():
@@ -332,35 +332,47 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     # 32 users of 18-28 training items: 2 steps of 16 without windows; with stride 8 every user gives 2-3 windows
     assert saved["plain"]["global_steps"] == 2 and saved["windowed"]["global_steps"] >= 4
     assert saved["windowed"]["settings"]["train_stride"] == 8
-    assert saved["plain"]["settings"]["group_by_length"] is True
-    assert saved["random"]["settings"]["group_by_length"] is False
+    assert saved["plain"]["settings"]["batching"] == "balanced"
+    assert saved["random"]["settings"]["batching"] == "random"
     assert (saved["plain"]["settings"]["weight_decay"], saved["decayed"]["settings"]["weight_decay"]) == (0.0, 0.1)
     text = accuracy.budget_text(
-        {"lrs": [1e-3], "epochs": 1, "train_stride": 200, "random_batches": True, "weight_decay": 0.01}
+        {"lrs": [1e-3], "epochs": 1, "train_stride": 200, "batching": "random", "weight_decay": 0.01}
     )
     assert text == "lr 0.001, ≤ 1 epochs, windows (stride 200), random batches, weight decay 0.01, fp32"
-    assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1}) == "lr 0.001, ≤ 1 epochs, fp32"
+    assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "batching": "balanced"}) == "lr 0.001, ≤ 1 epochs, fp32"
+    # a budget recorded before `batching` existed trained on length-grouped batches, and says so
+    assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1}) == "lr 0.001, ≤ 1 epochs, length-grouped batches, fp32"
 
 
 def test_recipe_options_are_parsed_from_the_command_line_with_their_defaults():
     """Every recipe option has an `accuracy.py` flag; left out, it is at its default and changes nothing."""
     parser = accuracy.build_parser()
     assert accuracy.recipe(parser.parse_args([])) == []
-    args = parser.parse_args(["--weight-decay", "0.01", "--random-batches", "--loss-type", "chunked_ce"])
+    args = parser.parse_args(["--weight-decay", "0.01", "--batching", "random", "--loss-type", "chunked_ce"])
     assert [(o.name, v) for o, v in accuracy.recipe(args)] == [
         ("loss_type", "chunked_ce"),
-        ("random_batches", True),
+        ("batching", "random"),
         ("weight_decay", 0.01),
     ]
+    # the batching is recorded in every budget, its default too: a budget without it predates the option
+    assert accuracy.recorded_options(parser.parse_args([])) == {"batching": "balanced"}
 
 
-def test_random_batches_turn_off_length_grouping_in_the_trainer(tmp_path):
+def test_each_batching_reaches_the_trainer_as_its_stock_sampler(tmp_path):
     from hyenarec_hf.training import TrainSettings, _training_arguments
 
-    grouped = _training_arguments(tmp_path, TrainSettings())
-    random_order = _training_arguments(tmp_path, TrainSettings(group_by_length=False))
-    assert grouped.train_sampling_strategy == "group_by_length"
-    assert random_order.train_sampling_strategy == "random"
+    balanced = _training_arguments(tmp_path, TrainSettings())  # the default
+    assert balanced.train_sampling_strategy == "batch_rebalance"
+    # 128 histories a step, as 4 accumulated micro-batches (the sampler sizes each one by length)
+    assert (balanced.per_device_train_batch_size, balanced.gradient_accumulation_steps) == (32, 4)
+    for batching, strategy in (("random", "random"), ("length_grouped", "group_by_length")):
+        args = _training_arguments(tmp_path, TrainSettings(batching=batching))
+        assert args.train_sampling_strategy == strategy
+        assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (128, 1)
+    with pytest.raises(ValueError, match="micro_batches must be a divisor of batch_size"):
+        TrainSettings(batch_size=128, micro_batches=3)
+    with pytest.raises(ValueError, match="batching must be one of"):
+        TrainSettings(batching="sorted")
 
 
 def test_window_labels_counts_what_the_collator_and_the_windows_train_on():
