@@ -24,7 +24,9 @@ DATASET_LABELS = {name: spec["label"] for name, spec in DATASETS.items()}
 
 # Accuracy tables that change one thing of the main table's recipe: (file stem under benchmarks/, heading).
 RECIPE_TABLES = (
-    ("accuracy_fp32_scores", "with float32 item scores (the current code)"),
+    ("accuracy_balanced", "with the current defaults (float32 item scores, balanced batches)"),
+    ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
+    ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
     ("accuracy_ml-1m_windows", "on ML-1M with every training item a label (`--train-stride 200`)"),
     ("accuracy_ml-1m_dropout", "on ML-1M with dropout 0.1"),
@@ -157,6 +159,38 @@ def ablation_section(result: dict | None) -> list[str]:
     return lines + ["", ablations.noise_note(rows), ""]
 
 
+def batching_section(result: dict | None) -> list[str]:
+    """Test NDCG@10 of the same seed trained on each way of drawing batches (`batching_table.py`), side by side."""
+    if not result or not result["runs"]:
+        return []
+    batchings = [b for b, _ in result["sources"]]
+    keys = sorted(
+        {(r["dataset"], r["model"], r["seed"]) for r in result["runs"]},
+        key=lambda k: (list(DATASETS).index(k[0]), k[1], k[2]),
+    )
+    lines = [
+        "### Training batches drawn three ways, same seed (`benchmarks/accuracy_batching.md`)",
+        "",
+        "Test NDCG@10, float32 item scores, each run's own budget and command in the file named. `balanced` (the "
+        "default) and `random` take the same optimizer steps; `length_grouped` is what earlier runs used. "
+        "Reproduce: `python benchmarks/batching_table.py` after the runs of its sources.",
+        "",
+        "| dataset | model | seed | " + " | ".join(batchings) + " |",
+        "|---|---|---:|" + "---:|" * len(batchings),
+    ]
+    for dataset, model, seed in keys:
+        cells = []
+        for batching in batchings:
+            match = [
+                r
+                for r in result["runs"]
+                if (r["dataset"], r["model"], r["seed"], r["batching"]) == (dataset, model, seed, batching)
+            ]
+            cells.append(f"{match[0]['ndcg@10']:.4f}" if match else "–")
+        lines.append(f"| {DATASETS[dataset]['label']} | {LABELS[model]} | {seed} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def score_precision_section(result: dict | None) -> list[str]:
     """What bf16 item scores cost the metrics of trained models (`score_precision.py`): test NDCG@10 three ways."""
     if not result:
@@ -235,6 +269,7 @@ def main() -> None:
             lines += scaling_section(result, device, loss_type)
     accuracy_result = load("accuracy.json")
     lines += score_precision_section(load("score_precision.json"))
+    lines += batching_section(load("accuracy_batching.json"))
     lines += accuracy_section(accuracy_result)
     for stem, title in RECIPE_TABLES:  # one recipe change each, beside the main table; shown once measured
         result = load(f"{stem}.json")

@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ablations  # noqa: E402
 import accuracy  # noqa: E402
+import batching_table  # noqa: E402
 import publish_results  # noqa: E402
 import window_labels  # noqa: E402
 
@@ -431,3 +432,37 @@ def test_runs_evaluated_with_bf16_item_scores_are_marked_biased_low_and_float32_
     result["runs"][1]["scores"] = SCORE_PRECISION
     ablations.write_markdown(result, tmp_path / "ablations.md")
     assert "bf16 item scores" not in (tmp_path / "ablations.md").read_text()
+
+
+def test_batching_table_puts_each_seed_side_by_side_and_refuses_a_source_trained_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setattr(batching_table, "HERE", tmp_path)
+    own = {"lrs": [3e-3], "epochs": 40, "minutes": 28, "bf16": True}
+    tables = {
+        "accuracy_fp32_scores": [run("hyenarec", 3e-3, 42, 0.17, 0.169, dataset="ml-1m", budget=own)],  # no batching
+        "accuracy_ml-1m_random": [
+            run("hyenarec", 3e-3, 42, 0.18, 0.184, dataset="ml-1m", budget={**own, "batching": "random"})
+        ],
+        "accuracy_balanced": [
+            run("hyenarec", 3e-3, 42, 0.18, 0.183, dataset="ml-1m", budget={**own, "batching": "balanced"}),
+            # a bf16-scored run is left out: it is not comparable with the others
+            {
+                **run("sasrec", 3e-3, 42, 0.15, 0.150, dataset="ml-1m", budget={**own, "batching": "balanced"}),
+                "scores": None,
+            },
+        ],
+    }
+    for stem, runs in tables.items():
+        (tmp_path / f"{stem}.json").write_text(json.dumps({"runs": runs}))
+    batching_table.main()
+    result = json.loads((tmp_path / "accuracy_batching.json").read_text())
+    assert [(r["batching"], r["ndcg@10"]) for r in result["runs"]] == [
+        ("length_grouped", 0.169),
+        ("random", 0.184),
+        ("balanced", 0.183),
+    ]
+    block = "\n".join(publish_results.batching_section(result))
+    assert "| ML-1M (L = 200) | HyenaRec | 42 | 0.1690 | 0.1840 | 0.1830 |" in block and "SASRec" not in block
+    tables["accuracy_ml-1m_random"][0]["budget"]["batching"] = "balanced"  # a source that is not what it says
+    (tmp_path / "accuracy_ml-1m_random.json").write_text(json.dumps({"runs": tables["accuracy_ml-1m_random"]}))
+    with pytest.raises(SystemExit, match="balanced batches, not random"):
+        batching_table.main()
