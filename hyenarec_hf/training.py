@@ -71,7 +71,9 @@ def build_model(model_type: str, vocab: ItemVocab, max_length: int, **model_kwar
     return model_class(config)
 
 
-BATCHINGS = ("balanced", "random", "length_grouped")
+# How training batches can be drawn (`TrainSettings.batching`), each the stock Trainer sampler it maps to
+SAMPLING_STRATEGIES = {"balanced": "batch_rebalance", "random": "random", "length_grouped": "group_by_length"}
+BATCHINGS = tuple(SAMPLING_STRATEGIES)
 
 
 @dataclass
@@ -342,9 +344,6 @@ def build_trainer(
         callbacks=all_callbacks,
         loss_guard=guard,
     )
-
-
-SAMPLING_STRATEGIES = {"balanced": "batch_rebalance", "random": "random", "length_grouped": "group_by_length"}
 
 
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:
