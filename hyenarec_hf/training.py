@@ -273,27 +273,46 @@ class NextItemTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-class TimeBudgetCallback:
-    """Stops training after the epoch (evaluation included) in which the wall-clock budget runs out."""
+class TrainClock(TrainerCallback):
+    """Counts training wall time across resumes, and stops training after the epoch (evaluation included) in which
+    the budget of `minutes` (None: no budget) runs out.
 
-    def __init__(self, minutes: float):
-        from transformers import TrainerCallback
+    Each checkpoint gets a `train_clock.json` with the seconds trained up to it; a run resumed from that checkpoint
+    starts its clock there, so `--max-train-minutes` and `train_seconds` cover the whole run, not the last part."""
 
-        self.budget_s = minutes * 60.0
+    FILE = "train_clock.json"
+
+    def __init__(self, minutes: float | None = None):
+        self.budget_s = None if minutes is None else minutes * 60.0
         self.start = time.monotonic()
-        parent = self
+        self.before = 0.0  # seconds trained before this process (a resumed run)
+        self.resumed: str | None = None  # how the run was resumed, for results.json
 
-        class _Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                parent.start = time.monotonic()
+    def seconds(self) -> float:
+        return self.before + time.monotonic() - self.start
 
-            def on_epoch_end(self, args, state, control, **kwargs):
-                if time.monotonic() - parent.start > parent.budget_s:
-                    logger.info("time budget of %.1f min reached: stopping after this epoch", parent.budget_s / 60)
-                    control.should_training_stop = True
-                return control
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        if state.global_step > 0:  # resumed: the Trainer has loaded the checkpoint's state
+            name = f"checkpoint-{state.global_step}"
+            saved = Path(args.output_dir) / name / self.FILE
+            if saved.exists():
+                self.before = float(json.loads(saved.read_text())["train_seconds"])
+                self.resumed = f"resumed from {name}; train_seconds adds the {self.before:.1f} s trained before it"
+            else:  # a checkpoint written before the clock existed: its earlier time is unknown
+                self.resumed = f"resumed from {name}, which has no {self.FILE}: train_seconds counts only the resumed part"
+                logger.warning("%s has no %s: the time budget and train_seconds count from the resume", name, self.FILE)
 
-        self.callback = _Callback()
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir() and state.is_world_process_zero:
+            (folder / self.FILE).write_text(json.dumps({"train_seconds": round(self.seconds(), 1)}) + "\n")
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.budget_s is not None and self.seconds() > self.budget_s:
+            logger.info("time budget of %.1f min reached: stopping after this epoch", self.budget_s / 60)
+            control.should_training_stop = True
+        return control
 
 
 def prepare_splits(splits: DatasetDict, settings: TrainSettings) -> DatasetDict:
@@ -328,8 +347,7 @@ def build_trainer(
     args = _training_arguments(output_dir, settings)
     guard = NonFiniteLossGuard(next_item_loss)
     all_callbacks = [EarlyStoppingCallback(early_stopping_patience=settings.patience), guard]
-    if settings.max_train_minutes:
-        all_callbacks.append(TimeBudgetCallback(settings.max_train_minutes).callback)
+    all_callbacks.append(TrainClock(settings.max_train_minutes))
     all_callbacks.extend(callbacks or [])
     return NextItemTrainer(
         model=model,
@@ -424,9 +442,9 @@ def train_and_evaluate(
     if model is None:
         model = build_model(model_type, vocab, settings.max_length, **(model_kwargs or {}))
     trainer = build_trainer(model, splits, output_dir / "checkpoints", settings)
-    start = time.monotonic()
+    clock = next(c for c in trainer.callback_handler.callbacks if isinstance(c, TrainClock))
     train_output = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    train_seconds = time.monotonic() - start
+    train_seconds = clock.seconds()
     best_validation = _best_validation(trainer)
     test_metrics = strip_prefix(trainer.evaluate(add_eval_index(splits["test"]), metric_key_prefix="test"), "test")
     results = {
@@ -446,6 +464,7 @@ def train_and_evaluate(
         "global_steps": trainer.state.global_step,
         "train_seconds": round(train_seconds, 1),
         "train_loss": train_output.training_loss,
+        **({"resumed": clock.resumed} if clock.resumed else {}),
         "settings": {k: v for k, v in asdict(settings).items() if k != "extra_args"},
         "model_config": {
             k: v for k, v in model.config.to_diff_dict().items() if k not in ("item_ids", "auto_map", "architectures")

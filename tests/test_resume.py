@@ -1,6 +1,7 @@
 """Interrupted training and determinism: a `hyenarec train` process killed (SIGKILL) between two mid-epoch checkpoints
 and resumed with `--resume` ends exactly where an uninterrupted run ends; the same seed gives the same weights and
-metrics; a half-written checkpoint is set aside instead of resumed from."""
+metrics; a half-written checkpoint is set aside instead of resumed from; the time budget and `train_seconds` count
+the time trained before the resume."""
 
 from __future__ import annotations
 
@@ -116,12 +117,27 @@ def test_killed_mid_epoch_and_resumed_reaches_the_uninterrupted_result(data_file
     state = json.loads(state_file.read_text())
     state["log_history"].append({"resume_marker": step})
     state_file.write_text(json.dumps(state))
+    # The checkpoint holds the seconds trained so far; mark them too: the resumed run's clock must start there.
+    clock_file = last / "train_clock.json"
+    assert json.loads(clock_file.read_text())["train_seconds"] > 0
+    clock_file.write_text(json.dumps({"train_seconds": 5000.0}))
+    over_budget = tmp_path / "over_budget"
+    shutil.copytree(interrupted, over_budget)
 
     done = run_train(train_command(data_file, interrupted, "--resume"))
     assert f"resuming from {last}" in done.stderr
     assert_same_run(reference, interrupted)
-    log = json.loads((interrupted / "results.json").read_text())["log_history"]
+    results = json.loads((interrupted / "results.json").read_text())
+    log = results["log_history"]
     assert {"resume_marker": step} in log
+    assert 5000.0 < results["train_seconds"] < 5000.0 + 240
+    assert results["resumed"] == f"resumed from {last.name}; train_seconds adds the 5000.0 s trained before it"
+    assert "resumed" not in json.loads((reference / "results.json").read_text())
+
+    # A 60-minute budget with 5000 s already spent: the resumed run stops after the epoch it resumes in.
+    run_train(train_command(data_file, over_budget, "--resume", "--max-train-minutes", "60"))
+    stopped = json.loads((over_budget / "results.json").read_text())
+    assert stopped["epochs_run"] == step // steps_per_epoch + 1 < EPOCHS
     eval_steps = [h["step"] for h in log if "eval_ndcg@10_full" in h]
     assert eval_steps == sorted(set(eval_steps)) and len(eval_steps) >= EPOCHS * steps_per_epoch // SAVE_STEPS
 
