@@ -305,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-batches", type=int, default=4, help="micro-batches per step with --batching balanced")
     p.add_argument("--random-batches", action="store_true", help="the same as --batching random")
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
-    p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this (time before a --resume counts)")
+    p.add_argument(
+        "--max-train-minutes",
+        type=float,
+        default=None,
+        help="stop after the epoch that crosses this (time before a --resume counts)",
+    )
     p.add_argument(
         "--save-steps",
         type=int,
@@ -364,7 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=3, help="epochs without validation NDCG@10 gain before stopping")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
-    p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this (time before a --resume counts)")
+    p.add_argument(
+        "--max-train-minutes",
+        type=float,
+        default=None,
+        help="stop after the epoch that crosses this (time before a --resume counts)",
+    )
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (quick runs)")
     p.add_argument(
         "--no-new-items", action="store_true", help="drop interactions with unknown items instead of adding them"

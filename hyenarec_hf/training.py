@@ -300,7 +300,9 @@ class TrainClock(TrainerCallback):
                 self.before = float(json.loads(saved.read_text())["train_seconds"])
                 self.resumed = f"resumed from {name}; train_seconds adds the {self.before:.1f} s trained before it"
             else:  # a checkpoint written before the clock existed: its earlier time is unknown
-                self.resumed = f"resumed from {name}, which has no {self.FILE}: train_seconds counts only the resumed part"
+                self.resumed = (
+                    f"resumed from {name}, which has no {self.FILE}: train_seconds counts only the resumed part"
+                )
                 logger.warning("%s has no %s: the time budget and train_seconds count from the resume", name, self.FILE)
 
     def on_save(self, args, state, control, **kwargs):
