@@ -40,7 +40,9 @@ def main_run_block(results: dict, name: str) -> str:
         "",
         f"{results['epochs_run']:.0f} epochs in {results['train_seconds'] / 60:.1f} min of training "
         f"({results['num_parameters']:,} parameters); best validation epoch restored. Full ranking over all "
-        f"{results['model_config'].get('num_items', '?')} items, leave-one-out. " + scores_sentence(results),
+        f"{results['model_config'].get('num_items', '?')} items, leave-one-out. "
+        + scores_sentence(results)
+        + (f" Resumed: {results['resumed']}." if results.get("resumed") else ""),
         "",
         "| split / protocol | " + " | ".join(METRICS) + " |",
         "|" + "---|" * (len(METRICS) + 1),

@@ -14,6 +14,7 @@ import ablations  # noqa: E402
 import accuracy  # noqa: E402
 import batching_table  # noqa: E402
 import publish_results  # noqa: E402
+import publish_run  # noqa: E402
 import window_labels  # noqa: E402
 
 
@@ -152,9 +153,14 @@ def test_accuracy_table_names_the_rows_whose_budget_is_not_hyenarecs(tmp_path):
 def test_model_card_baselines_block_carries_seeds_and_spread():
     runs = [run("hyenarec", 3e-3, s, 0.15, t, dataset="ml-1m", selected=True) for s, t in ((42, 0.160), (43, 0.164))]
     runs.append(run("sasrec", 3e-3, 42, 0.14, 0.150, dataset="ml-1m", selected=True))
-    block = publish_results.card_baselines_block({"summary": accuracy.summarise(runs)})
-    assert "| HyenaRec | 2 | 0.1620 ± 0.0028 |" in block
-    assert "| SASRec | 1 | 0.1500 |" in block
+    block = publish_results.card_baselines_block(
+        [("new", "now", "the recipe now", {"summary": accuracy.summarise(runs)}), ("old", "before", "old", None)]
+    )
+    assert block.startswith(publish_results.CARD_START) and block.endswith(publish_results.CARD_END)
+    now, before = block.split("### Baselines on ML-1M, before")
+    assert "| HyenaRec | 2 | 0.1620 ± 0.0028 |" in now and "| SASRec | 1 | 0.1500 |" in now
+    assert "the recipe now" in now and "`benchmarks/new.md`" in now
+    assert "Not measured yet" in before and "--out benchmarks/old" in before
 
 
 def test_ablation_report_names_its_dataset(tmp_path):
@@ -466,3 +472,23 @@ def test_batching_table_puts_each_seed_side_by_side_and_refuses_a_source_trained
     (tmp_path / "accuracy_ml-1m_random.json").write_text(json.dumps({"runs": tables["accuracy_ml-1m_random"]}))
     with pytest.raises(SystemExit, match="balanced batches, not random"):
         batching_table.main()
+
+
+def test_main_run_block_says_how_a_resumed_run_was_resumed_and_a_target_missed_is_not_reached():
+    metrics = {f"{m}{p}": 0.18 for m in publish_run.METRICS for p in ("_full", "_full_incl_seen")}
+    results = {
+        "test": {**metrics, "hr@10_full": 0.33},
+        "validation_best": metrics,
+        "command": "hyenarec train ...",
+        "environment": {"threads": 1, "torch": "2.13.0+cpu"},
+        "epochs_run": 40.0,
+        "train_seconds": 3528.7,
+        "num_parameters": 1000,
+        "model_config": {"num_items": 3416},
+        "protocol": {"scores": "float32"},
+    }
+    plain = publish_run.main_run_block(results, "ml1m_main")
+    assert "40 epochs in 58.8 min of training" in plain and "Resumed" not in plain
+    assert "**NOT reached**" in plain  # NDCG@10 0.18 < 0.19
+    resumed = publish_run.main_run_block({**results, "resumed": "stopped after epoch 13"}, "ml1m_main")
+    assert "Item scores: float32. Resumed: stopped after epoch 13." in resumed
