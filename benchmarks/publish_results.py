@@ -191,6 +191,32 @@ def batching_section(result: dict | None) -> list[str]:
     return lines + [""]
 
 
+def batching_speed_section(result: dict | None) -> list[str]:
+    """Seconds per epoch of each way of drawing batches (`batching_speed.py`), against length-grouped batches."""
+    if not result:
+        return []
+    rows = result["results"]
+    base = {r["model"]: r["seconds_per_epoch"] for r in rows if r["batching"] == "length_grouped"}
+    lines = [
+        f"### Training batches: cost per epoch (`benchmarks/batching_speed_{result['dataset']}.md`)",
+        "",
+        f"One epoch ({result['steps_per_epoch']} optimizer steps of 128 histories, one validation pass) on "
+        f"{result['machine'].get('threads', '?')} CPU threads, bf16 autocast, median of {result['args']['rounds']} "
+        "interleaved rounds. `padding`: positions the model runs per labelled position. Reproduce: "
+        f"`python benchmarks/batching_speed.py --dataset {result['dataset']}`.",
+        "",
+        "| model | batching | micro-batches | s / epoch | vs length_grouped | padding |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ratio = f"{r['seconds_per_epoch'] / base[r['model']]:.2f}x" if r["model"] in base else "–"
+        lines.append(
+            f"| {LABELS[r['model']]} | {r['batching']} | {r['micro_batches']} | {r['seconds_per_epoch']:.1f} | "
+            f"{ratio} | {r['padding_ratio']:.2f} |"
+        )
+    return lines + [""]
+
+
 def score_precision_section(result: dict | None) -> list[str]:
     """What bf16 item scores cost the metrics of trained models (`score_precision.py`): test NDCG@10 three ways."""
     if not result:
@@ -288,6 +314,7 @@ def main() -> None:
     accuracy_result = load("accuracy.json")
     lines += score_precision_section(load("score_precision.json"))
     lines += batching_section(load("accuracy_batching.json"))
+    lines += batching_speed_section(load("batching_speed_ml-1m.json"))
     lines += accuracy_section(accuracy_result)
     for stem, title in RECIPE_TABLES:  # one recipe change each, beside the main table; shown once measured
         result = load(f"{stem}.json")

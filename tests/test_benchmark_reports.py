@@ -492,3 +492,16 @@ def test_main_run_block_says_how_a_resumed_run_was_resumed_and_a_target_missed_i
     assert "**NOT reached**" in plain  # NDCG@10 0.18 < 0.19
     resumed = publish_run.main_run_block({**results, "resumed": "stopped after epoch 13"}, "ml1m_main")
     assert "Item scores: float32. Resumed: stopped after epoch 13." in resumed
+
+
+def test_batching_speed_section_gives_each_way_against_length_grouped_batches():
+    rows = [
+        {"model": "hyenarec", "batching": b, "micro_batches": m, "seconds_per_epoch": t, "padding_ratio": pad}
+        for b, m, t, pad in (("balanced", 4, 60.0, 1.25), ("random", 1, 90.0, 1.87), ("length_grouped", 1, 50.0, 1.09))
+    ]
+    result = {"dataset": "ml-1m", "steps_per_epoch": 48, "args": {"rounds": 2}, "machine": {"threads": 2}}
+    lines = publish_results.batching_speed_section({**result, "results": rows})
+    assert "| HyenaRec | balanced | 4 | 60.0 | 1.20x | 1.25 |" in lines
+    assert "| HyenaRec | random | 1 | 90.0 | 1.80x | 1.87 |" in lines
+    assert "| HyenaRec | length_grouped | 1 | 50.0 | 1.00x | 1.09 |" in lines
+    assert publish_results.batching_speed_section(None) == []
