@@ -369,12 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=3, help="epochs without validation NDCG@10 gain before stopping")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--num-sampled", type=int, default=100, help="also report sampled-N metrics (0 = off)")
-    p.add_argument(
-        "--max-train-minutes",
-        type=float,
-        default=None,
-        help="stop after the epoch that crosses this (time before a --resume counts)",
-    )
+    p.add_argument("--max-train-minutes", type=float, default=None, help="stop after the epoch that crosses this")
     p.add_argument("--max-users", type=int, default=0, help="use only the first N users (quick runs)")
     p.add_argument(
         "--no-new-items", action="store_true", help="drop interactions with unknown items instead of adding them"
