@@ -58,7 +58,7 @@ def main() -> None:
 
     spec = DATASETS[args.dataset]
     splits, vocab = build_splits(load_interactions(spec["file"]))
-    steps_per_epoch = math.ceil(len(splits["train"]) / 128)  # 128: TrainSettings' default batch size
+    steps_per_epoch = math.ceil(len(splits["train"]) / TrainSettings().batch_size)  # the batch every way trains on
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model_type in args.models:
