@@ -25,6 +25,10 @@ DATASET_LABELS = {name: spec["label"] for name, spec in DATASETS.items()}
 # Accuracy tables that change one thing of the main table's recipe: (file stem under benchmarks/, heading).
 RECIPE_TABLES = (
     ("accuracy_balanced", "with the current defaults (float32 item scores, balanced batches)"),
+    (
+        "accuracy_ml-1m_windows_balanced",
+        "on ML-1M with the current defaults and every training item a label (`--train-stride 200`)",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
