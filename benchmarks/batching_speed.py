@@ -1,6 +1,6 @@
 """What each way of drawing training batches (`hyenarec train --batching`) costs per epoch on this machine.
 
-For each model and batching, the Trainer that `hyenarec train` builds (bf16 autocast, batch 128) trains one epoch
+For each model and batching, the Trainer that `hyenarec train` builds (bf16 autocast, its default batch) trains one epoch
 on the dataset's real training histories, its validation pass included (the same for every batching); the rounds
 interleave the batchings, and the table gives the median seconds, and the positions the model runs over the epoch
 (each batch padded to its longest) per labelled position (1.00 = no padding). Accuracy is not measured here (see
@@ -58,7 +58,8 @@ def main() -> None:
 
     spec = DATASETS[args.dataset]
     splits, vocab = build_splits(load_interactions(spec["file"]))
-    steps_per_epoch = math.ceil(len(splits["train"]) / TrainSettings().batch_size)  # the batch every way trains on
+    batch_size = TrainSettings().batch_size  # the batch every way trains on
+    steps_per_epoch = math.ceil(len(splits["train"]) / batch_size)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model_type in args.models:
@@ -82,7 +83,13 @@ def main() -> None:
                     }
                 )
                 print(results[-1], flush=True)
-    out = {"dataset": args.dataset, "steps_per_epoch": steps_per_epoch, "args": vars(args), "results": results}
+    out = {
+        "dataset": args.dataset,
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "args": vars(args),
+        "results": results,
+    }
     out["machine"] = machine_info(torch.get_num_threads())
     stem = HERE / f"batching_speed_{args.dataset}"
     stem.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
@@ -90,7 +97,7 @@ def main() -> None:
         f"# Training batches drawn four ways: cost per epoch on {spec['label']}",
         "",
         f"Produced by `python benchmarks/batching_speed.py --dataset {args.dataset}` on {torch.get_num_threads()} CPU "
-        f"threads (bf16 autocast, batch 128, {steps_per_epoch} optimizer steps an epoch and one validation pass; "
+        f"threads (bf16 autocast, batch {batch_size}, {steps_per_epoch} optimizer steps an epoch and one validation pass; "
         f"median of {args.rounds} interleaved rounds). `padding` counts the positions the model runs over the epoch "
         "per labelled position.",
         "",

@@ -201,10 +201,12 @@ def batching_speed_section(result: dict | None) -> list[str]:
         return []
     rows = result["results"]
     base = {r["model"]: r["seconds_per_epoch"] for r in rows if r["batching"] == "length_grouped"}
+    # Files written before batching_speed.py recorded its batch size say only the number of steps.
+    batch = f" of {result['batch_size']} histories" if "batch_size" in result else ""
     lines = [
         f"### Training batches: cost per epoch (`benchmarks/batching_speed_{result['dataset']}.md`)",
         "",
-        f"One epoch ({result['steps_per_epoch']} optimizer steps of 128 histories, one validation pass) on "
+        f"One epoch ({result['steps_per_epoch']} optimizer steps{batch}, one validation pass) on "
         f"{result['machine'].get('threads', '?')} CPU threads, bf16 autocast, median of {result['args']['rounds']} "
         "interleaved rounds. `padding`: positions the model runs per labelled position. Reproduce: "
         f"`python benchmarks/batching_speed.py --dataset {result['dataset']}`.",
@@ -315,13 +317,14 @@ def main() -> None:
         result = load(f"scaling_{device}{suffix}.json")
         if result:
             lines += scaling_section(result, device, loss_type)
-    accuracy_result = load("accuracy.json")
+    stems = ["accuracy"] + [stem for stem, _ in RECIPE_TABLES] + [stem for stem, _, _ in CARD_TABLES]
+    accuracy_results = {stem: load(f"{stem}.json") for stem in stems}  # each file read once, for README and card
     lines += score_precision_section(load("score_precision.json"))
     lines += batching_section(load("accuracy_batching.json"))
     lines += batching_speed_section(load("batching_speed_ml-1m.json"))
-    lines += accuracy_section(accuracy_result)
+    lines += accuracy_section(accuracy_results["accuracy"])
     for stem, title in RECIPE_TABLES:  # one recipe change each, beside the main table; shown once measured
-        result = load(f"{stem}.json")
+        result = accuracy_results[stem]
         if result:
             lines += accuracy_section(result, stem, title)
     lines += ablation_section(load("ablations.json"))
@@ -332,7 +335,9 @@ def main() -> None:
         ROOT / "model_card.md",
         CARD_START,
         CARD_END,
-        card_baselines_block([(stem, heading, recipe, load(f"{stem}.json")) for stem, heading, recipe in CARD_TABLES]),
+        card_baselines_block(
+            [(stem, heading, recipe, accuracy_results[stem]) for stem, heading, recipe in CARD_TABLES]
+        ),
     )
     print(block)
 

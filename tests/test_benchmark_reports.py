@@ -499,8 +499,20 @@ def test_batching_speed_section_gives_each_way_against_length_grouped_batches():
         {"model": "hyenarec", "batching": b, "micro_batches": m, "seconds_per_epoch": t, "padding_ratio": pad}
         for b, m, t, pad in (("balanced", 4, 60.0, 1.25), ("random", 1, 90.0, 1.87), ("length_grouped", 1, 50.0, 1.09))
     ]
-    result = {"dataset": "ml-1m", "steps_per_epoch": 48, "args": {"rounds": 2}, "machine": {"threads": 2}}
+    result = {
+        "dataset": "ml-1m",
+        "batch_size": 64,
+        "steps_per_epoch": 95,
+        "args": {"rounds": 2},
+        "machine": {"threads": 2},
+    }
     lines = publish_results.batching_speed_section({**result, "results": rows})
+    assert "One epoch (95 optimizer steps of 64 histories, one validation pass)" in lines[2]  # the JSON's batch
+    del result["batch_size"]  # written before the script recorded it: no batch size is claimed
+    assert (
+        "One epoch (95 optimizer steps, one validation pass)"
+        in publish_results.batching_speed_section({**result, "results": rows})[2]
+    )
     assert "| HyenaRec | balanced | 4 | 60.0 | 1.20x | 1.25 |" in lines
     assert "| HyenaRec | random | 1 | 90.0 | 1.80x | 1.87 |" in lines
     assert "| HyenaRec | length_grouped | 1 | 50.0 | 1.00x | 1.09 |" in lines
