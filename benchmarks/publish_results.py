@@ -201,12 +201,10 @@ def batching_speed_section(result: dict | None) -> list[str]:
         return []
     rows = result["results"]
     base = {r["model"]: r["seconds_per_epoch"] for r in rows if r["batching"] == "length_grouped"}
-    # Files written before batching_speed.py recorded its batch size say only the number of steps.
-    batch = f" of {result['batch_size']} histories" if "batch_size" in result else ""
     lines = [
         f"### Training batches: cost per epoch (`benchmarks/batching_speed_{result['dataset']}.md`)",
         "",
-        f"One epoch ({result['steps_per_epoch']} optimizer steps{batch}, one validation pass) on "
+        f"One epoch ({result['steps_per_epoch']} optimizer steps of {result['batch_size']} histories, one validation pass) on "
         f"{result['machine'].get('threads', '?')} CPU threads, bf16 autocast, median of {result['args']['rounds']} "
         "interleaved rounds. `padding`: positions the model runs per labelled position. Reproduce: "
         f"`python benchmarks/batching_speed.py --dataset {result['dataset']}`.",
@@ -318,7 +316,7 @@ def main() -> None:
         if result:
             lines += scaling_section(result, device, loss_type)
     stems = ["accuracy"] + [stem for stem, _ in RECIPE_TABLES] + [stem for stem, _, _ in CARD_TABLES]
-    accuracy_results = {stem: load(f"{stem}.json") for stem in stems}  # each file read once, for README and card
+    accuracy_results = {stem: load(f"{stem}.json") for stem in dict.fromkeys(stems)}  # each file once: README, card
     lines += score_precision_section(load("score_precision.json"))
     lines += batching_section(load("accuracy_batching.json"))
     lines += batching_speed_section(load("batching_speed_ml-1m.json"))
