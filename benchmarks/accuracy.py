@@ -4,16 +4,19 @@ Protocol (the same for every model): leave-one-out by time, full ranking over al
 ties broken against the target; HR/NDCG/MRR@10 on the test split, with the best epoch chosen on validation NDCG@10.
 
 Tuning budget (the same for every model): for each (dataset, model) the learning rate is picked from `--lrs` on
-validation NDCG@10 with the first seed; the other seeds run at that learning rate; the table shows the test mean and
-spread (sample std) over the seeds. Every run trains for `--epochs` epochs (cosine schedule, 2% warm-up, AdamW,
-batch 128, the model's default architecture) or until `--minutes` of wall time, whichever comes first, and keeps the
-best validation epoch. Each run is one `hyenarec train` process; its folder under `--runs-dir` holds its
+validation NDCG@10 with the first seed (with `--dropouts`, jointly with the dropout; with `--arch-grid`, jointly with
+the architecture: the model's default or one of its listed alternatives, as many for every model); the other seeds
+run at that choice; the table shows the test mean and spread (sample std) over the seeds. Every run trains for
+`--epochs` epochs (cosine schedule, 2% warm-up, AdamW, batch 128, the model's default architecture unless the grid
+picked another) or until `--minutes` of wall time, whichever comes first, and keeps the best validation epoch. Each run is one `hyenarec train` process; its folder under `--runs-dir` holds its
 `results.json`, and a run whose folder already holds results for the same command is not run again (so a long sweep
 can be stopped and resumed).
 
     python benchmarks/accuracy.py --datasets beauty                    # every model, 3 seeds, default grid
     python benchmarks/accuracy.py --datasets ml-1m --models hyenarec sasrec --seeds 42 --epochs 40 --minutes 28
     python benchmarks/accuracy.py --report-only                        # rewrite the report from the saved runs
+    python benchmarks/accuracy.py --datasets beauty --models hyenarec sasrec \
+        --arch-grid hyenarec:legendre_order=8 sasrec:num_attention_heads=1   # default or one alternative, each model
 
 Writes `benchmarks/accuracy.json` (every run, merged with the runs already recorded there) and `benchmarks/accuracy.md`.
 """
@@ -218,6 +221,38 @@ def default_dropout(model: str) -> float:
     return MODEL_REGISTRY[model][0]().hidden_dropout_prob
 
 
+def arch_grid(args: argparse.Namespace) -> dict[str, list[str]]:
+    """`--arch-grid` as {model: [alternative, ...]}, each alternative the `--set` fields of one config
+    ("legendre_order=8" or "a=1,b=2"). Refuses entries that would train a model that does not exist, set a field its
+    config lacks, or give the models of the sweep unequal architecture budgets."""
+    entries = getattr(args, "arch_grid", None) or []
+    grid: dict[str, list[str]] = {}
+    for entry in entries:
+        model, sep, fields = entry.partition(":")
+        if not sep or model not in MODELS or not fields:
+            raise SystemExit(
+                f"--arch-grid {entry!r}: write MODEL:FIELD=VALUE[,FIELD=VALUE] with MODEL one of {list(MODELS)}"
+            )
+        from hyenarec_hf.training import MODEL_REGISTRY
+
+        config = MODEL_REGISTRY[model][0]()
+        for pair in fields.split(","):
+            name, eq, _ = pair.partition("=")
+            if not eq or not hasattr(config, name):
+                raise SystemExit(
+                    f"--arch-grid {entry!r}: {pair!r} is not FIELD=VALUE for a field of {type(config).__name__}"
+                )
+        grid.setdefault(model, []).append(fields)
+    if grid:
+        sizes = {m: len(grid.get(m, [])) for m in {*grid, *getattr(args, "models", [])}}
+        if len(set(sizes.values())) > 1:
+            raise SystemExit(
+                f"--arch-grid gives the models unequal tuning budgets ({sizes} alternatives): list as many "
+                "alternatives for every model of --models (and for every model it names)"
+            )
+    return grid
+
+
 def train_once(
     dataset: str,
     model: str,
@@ -228,6 +263,7 @@ def train_once(
     variant: str | None = None,
     dropout: float | None = None,
     also_in: Path | None = None,
+    arch: str | None = None,
 ) -> dict:
     """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default).
 
@@ -239,6 +275,9 @@ def train_once(
     tag = "" if dropout is None else f"-do{dropout:g}"
     if dropout is not None:
         overrides = (*overrides, f"hidden_dropout_prob={dropout}")
+    if arch is not None:  # an alternative architecture from `--arch-grid`: its own folders, its fields in the command
+        tag += "-" + arch.replace("=", "").replace(",", "-")
+        overrides = (*overrides, *arch.split(","))
     for option, value in recipe(args):  # each recipe change gets its own folders: runs with and without it coexist
         tag += option.tag(value) if option.tag else ""
         overrides = (*overrides, option.override(value)) if option.override else overrides
@@ -343,10 +382,12 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         for model in args.models:
             first, rest = args.seeds[0], args.seeds[1:]
             dropouts = getattr(args, "dropouts", None) or [None]
+            archs = [None, *arch_grid(args).get(model, [])]
             grid = [
-                dict(train_once(dataset, model, lr, first, args, dropout=d), dropout=d)
+                dict(train_once(dataset, model, lr, first, args, dropout=d, arch=a), dropout=d, arch=a)
                 for lr in args.lrs
                 for d in dropouts
+                for a in archs
             ]
             failed = [r for r in grid if "failed" in r]
             grid = [r for r in grid if "failed" not in r]
@@ -360,15 +401,18 @@ def sweep(args: argparse.Namespace) -> list[dict]:
             runs += grid
             runs += [
                 dict(
-                    train_once(dataset, model, best["lr"], seed, args, dropout=best["dropout"]),
+                    train_once(dataset, model, best["lr"], seed, args, dropout=best["dropout"], arch=best["arch"]),
                     selected=True,
                     dropout=best["dropout"],
+                    arch=best["arch"],
                 )
                 for seed in rest
             ]
     budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
     if getattr(args, "dropouts", None):
         budget["dropouts"] = args.dropouts
+    if arch_grid(args):
+        budget["arch_grid"] = arch_grid(args)
     budget.update(recorded_options(args))
     for r in runs:
         if r["model"] != "mostpop":
@@ -424,10 +468,11 @@ def summarise(runs: list[dict]) -> list[dict]:
         )
         row["epochs_run"] = [r.get("epochs_run") for r in chosen]
         row["dropout"] = chosen[0].get("dropout")
+        row["arch"] = chosen[0].get("arch")
         row["grid"] = {
-            f"{r['lr']:g}" + (f", do {r['dropout']:g}" if r.get("dropout") is not None else ""): round(
-                r["validation_best"]["ndcg@10_full"], 4
-            )
+            f"{r['lr']:g}"
+            + (f", do {r['dropout']:g}" if r.get("dropout") is not None else "")
+            + (f", {r['arch']}" if r.get("arch") else ""): round(r["validation_best"]["ndcg@10_full"], 4)
             for r in runs
             if r["dataset"] == dataset and r["model"] == model and r.get("grid")
         }
@@ -473,7 +518,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
         "Tuning: for each (dataset, model) the learning rate is picked from the grid in the `budget` column on "
         "validation NDCG@10 with the first seed; every run uses a cosine schedule over its epochs with 2% warm-up, "
-        "AdamW, batch 128 (unless `budget` says otherwise) and the model's default architecture (`hyenarec_hf.<Model>Config()`). `budget` gives the "
+        "AdamW, batch 128 (unless `budget` says otherwise) and the model's default architecture "
+        "(`hyenarec_hf.<Model>Config()`) unless `budget` names an architecture grid and the lr column the "
+        "alternative it picked. `budget` gives the "
         "grid, the epochs, the wall-clock cap and the precision of that row's runs; rows of one table compare fairly "
         "only where their budgets agree, and the text under each table says where they do not. Training batches are "
         "`balanced` (random histories each step, in length-balanced micro-batches) unless `budget` names another "
@@ -507,6 +554,7 @@ def write_markdown(result: dict, path: Path) -> None:
             lr = "–"
             if r["lr"] is not None:
                 chosen = f"{r['lr']:g}" + (f", dropout {r['dropout']:g}" if r.get("dropout") is not None else "")
+                chosen += f", {r['arch']}" if r.get("arch") else ""
                 lr = f"{chosen} ({grid})"
             spe = f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "–"
             epochs = ", ".join(f"{e:.0f}" for e in r["epochs_run"] if e is not None) or "–"
@@ -581,6 +629,9 @@ def budget_text(budget: dict | None) -> str:
     text = f"lr {'/'.join(f'{lr:g}' for lr in budget['lrs'])}, ≤ {budget['epochs']} epochs"
     text += f", ≤ {budget['minutes']:g} min" if budget.get("minutes") else ""
     text += f", dropout {'/'.join(f'{d:g}' for d in budget['dropouts'])}" if budget.get("dropouts") else ""
+    if budget.get("arch_grid"):
+        listed = "; ".join(f"{LABELS[m]}: {' or '.join(alts)}" for m, alts in budget["arch_grid"].items())
+        text += f", default architecture or ({listed})"
     text += "".join(f", {option.text(value)}" for option, value in recipe(budget))
     text += ", bf16" if budget.get("bf16") else ", fp32"
     text += " (bf16 item scores: biased low)" if budget.get("bf16_scores") else ""
@@ -635,6 +686,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dropouts", type=float, nargs="+", default=None, help="also tune hidden_dropout_prob over these values"
     )
+    parser.add_argument(
+        "--arch-grid",
+        nargs="+",
+        default=None,
+        metavar="MODEL:FIELD=VALUE[,FIELD=VALUE]",
+        help="also tune the architecture: each entry is one alternative to MODEL's default config (e.g. "
+        "hyenarec:legendre_order=8); every model gets as many alternatives (the same budget)",
+    )
     for option in RECIPE_OPTIONS:
         parser.add_argument("--" + option.name.replace("_", "-"), default=option.default, **option.cli)
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
@@ -652,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
+    arch_grid(args)  # a malformed or unequal architecture grid fails before any training
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files

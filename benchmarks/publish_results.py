@@ -29,6 +29,10 @@ RECIPE_TABLES = (
         "accuracy_ml-1m_windows_balanced",
         "on ML-1M with the current defaults and every training item a label (`--train-stride 200`)",
     ),
+    (
+        "accuracy_beauty_arch",
+        "on Amazon Beauty with the current defaults and one architecture alternative for each model",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
@@ -132,8 +136,9 @@ def accuracy_section(result: dict | None, stem: str = "accuracy", title: str = "
     for row in result["summary"]:
         text = budget_text(row.get("budget")) if row.get("budget") else "–"
         per_epoch = f"{row['seconds_per_epoch']:.0f}" if row.get("seconds_per_epoch") else "–"
+        picked = f" (`{row['arch']}`)" if row.get("arch") else ""  # the architecture grid's choice, if any
         lines.append(
-            f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]} | {row['seeds']} | "
+            f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]}{picked} | {row['seeds']} | "
             f"{cell(row, 'ndcg@10_full')} | {cell(row, 'hr@10_full')} | {cell(row, 'mrr@10_full')} | {per_epoch} | "
             f"{text} |"
         )

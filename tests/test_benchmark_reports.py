@@ -512,3 +512,97 @@ def test_batching_speed_section_gives_each_way_against_length_grouped_batches():
     assert "| HyenaRec | random | 1 | 90.0 | 1.80x | 1.87 |" in lines
     assert "| HyenaRec | length_grouped | 1 | 50.0 | 1.00x | 1.09 |" in lines
     assert publish_results.batching_speed_section(None) == []
+
+
+def test_arch_grid_is_parsed_per_model_and_refuses_bad_entries_and_unequal_budgets():
+    parser = accuracy.build_parser()
+    args = parser.parse_args(
+        ["--models", "hyenarec", "--arch-grid", "hyenarec:legendre_order=8", "sasrec:num_attention_heads=1"]
+    )
+    assert accuracy.arch_grid(args) == {"hyenarec": ["legendre_order=8"], "sasrec": ["num_attention_heads=1"]}
+    assert accuracy.arch_grid(parser.parse_args([])) == {}
+    refused = {
+        "unequal tuning budgets": ["--models", "hyenarec", "sasrec", "--arch-grid", "hyenarec:legendre_order=8"],
+        "not FIELD=VALUE for a field of SASRecConfig": ["--arch-grid", "sasrec:legendre_order=8"],
+        "write MODEL:FIELD=VALUE": ["--arch-grid", "legendre_order=8"],
+    }
+    for message, argv in refused.items():
+        with pytest.raises(SystemExit, match=message):
+            accuracy.arch_grid(parser.parse_args(argv))
+
+
+def test_arch_grid_trains_each_alternative_picks_on_validation_and_reports_the_choice(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs through `sweep`: every model trains its default and its alternative on the
+    first seed, the other seed runs at the architecture that won on validation NDCG@10, the alternative's field
+    reaches the saved config, and the table names the grid and the choice."""
+    tiny_dataset(tmp_path, monkeypatch, users=48, items=25, lengths=(5, 10), seed=2)
+    argv = ["--datasets", "tiny", "--models", "hyenarec", "sasrec", "--seeds", "0", "1", "--lrs", "1e-3"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--arch-grid", "hyenarec:legendre_order=4,hidden_size=16", "sasrec:num_attention_heads=1"]
+    monkeypatch.setattr(accuracy, "DATASETS", {"tiny": accuracy.DATASETS["tiny"]})
+    runs = accuracy.sweep(accuracy.build_parser().parse_args(argv))
+    trained = [r for r in runs if r["model"] != "mostpop"]
+    assert not [r for r in trained if "failed" in r]
+    for model, alternative, tag in (
+        ("hyenarec", "legendre_order=4,hidden_size=16", "-legendre_order4-hidden_size16"),
+        ("sasrec", "num_attention_heads=1", "-num_attention_heads1"),
+    ):
+        grid = [r for r in trained if r["model"] == model and r.get("grid")]
+        assert [r["arch"] for r in grid] == [None, alternative]
+        assert (
+            grid[1]["folder"].endswith(f"lr0.001{tag}-seed0")
+            and f"--set {alternative.split(',')[0]}" in (grid[1]["command"])
+        )
+        best = max(grid, key=lambda r: r["validation_best"]["ndcg@10_full"])
+        assert [r["selected"] for r in grid] == [r is best for r in grid]
+        (second,) = [r for r in trained if r["model"] == model and r["seed"] == 1]
+        assert second["arch"] == best["arch"] and second["folder"].endswith((tag if best["arch"] else "") + "-seed1")
+    saved = json.loads((Path(grid[1]["folder"]) / "config.json").read_text())
+    assert saved["num_attention_heads"] == 1
+    hyena_alt = json.loads(
+        (
+            tmp_path / "runs" / "tiny" / "hyenarec" / "lr0.001-legendre_order4-hidden_size16-seed0" / "config.json"
+        ).read_text()
+    )
+    assert (hyena_alt["legendre_order"], hyena_alt["hidden_size"]) == (4, 16)
+    rows = {r["model"]: r for r in accuracy.summarise(runs)}
+    assert set(rows["sasrec"]["grid"]) == {"0.001", "0.001, num_attention_heads=1"}
+    text = accuracy.budget_text(rows["hyenarec"]["budget"])
+    assert "default architecture or (HyenaRec: legendre_order=4,hidden_size=16; SASRec: num_attention_heads=1)" in text
+    assert accuracy.budget_differences(list(rows.values())) == ""  # one grid for both: the same budget
+    section = "\n".join(publish_results.accuracy_section({"runs": runs, "summary": list(rows.values())}, "x", "t"))
+    for model, label in (("hyenarec", "HyenaRec"), ("sasrec", "SASRec")):
+        arch = rows[model]["arch"]
+        assert (f"| {label} (`{arch}`) |" if arch else f"| {label} |") in section  # the grid's pick, in the README
+
+
+def test_by_history_length_buckets_real_runs_and_its_overall_row_matches_their_results(tmp_path, monkeypatch):
+    """Two real (tiny) trained folders ranked again by `by_history_length`: the buckets hold every user once, the
+    overall NDCG@10 equals what each run reported, and the paired gap is the difference of the two means."""
+    import argparse
+
+    import by_history_length
+
+    tiny = tiny_dataset(tmp_path, monkeypatch, users=60, items=25, lengths=(4, 14), seed=3)
+    args = argparse.Namespace(epochs=2, minutes=None, bf16=False, batch_size=16, runs_dir=tmp_path / "runs")
+    folders = {
+        "A": [Path(accuracy.train_once("tiny", "hyenarec", 3e-3, s, args, overrides=tiny)["folder"]) for s in (0, 1)],
+        "B": [Path(accuracy.train_once("tiny", "gru4rec", 3e-3, 0, args)["folder"])],
+    }
+    data = accuracy.DATASETS["tiny"]["file"]
+    result = by_history_length.analyse(folders, data, ["validation", "test"], [5, 9])
+    for check in result["checks"]:
+        assert check["ndcg@10"] == pytest.approx(check["results.json"], abs=1e-6)
+    for split, rows in result["splits"].items():
+        by_bucket = {r["bucket"]: r for r in rows}
+        assert set(by_bucket) <= {"<= 5", "6-9", "> 9", "all"} and "all" in by_bucket
+        assert sum(r["users"] for r in rows if r["bucket"] != "all") == by_bucket["all"]["users"] == 60
+        every = by_bucket["all"]
+        seeds = [c["ndcg@10"] for c in result["checks"] if c["model"] == "A" and c["split"] == split]
+        assert every["A"]["ndcg@10"] == pytest.approx(statistics.fmean(seeds))  # per-user mean over the seeds
+        for r in rows:
+            assert r["gap"]["ndcg@10"] == pytest.approx(r["A"]["ndcg@10"] - r["B"]["ndcg@10"])
+    assert by_history_length.buckets_of([1, 5, 6, 9, 10], [5, 9]) == ["<= 5", "<= 5", "6-9", "6-9", "> 9"]
+    by_history_length.write_markdown(result, tmp_path / "out.md", "cmd")
+    text = (tmp_path / "out.md").read_text()
+    assert "## test" in text and "| all | 60 |" in text and "A - B (NDCG@10)" in text
