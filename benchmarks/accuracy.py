@@ -8,9 +8,9 @@ validation NDCG@10 with the first seed (with `--dropouts`, jointly with the drop
 the architecture: the model's default or one of its listed alternatives, as many for every model); the other seeds
 run at that choice; the table shows the test mean and spread (sample std) over the seeds. Every run trains for
 `--epochs` epochs (cosine schedule, 2% warm-up, AdamW, batch 128, the model's default architecture unless the grid
-picked another) or until `--minutes` of wall time, whichever comes first, and keeps the best validation epoch. Each run is one `hyenarec train` process; its folder under `--runs-dir` holds its
-`results.json`, and a run whose folder already holds results for the same command is not run again (so a long sweep
-can be stopped and resumed).
+picked another) or until `--minutes` of wall time, whichever comes first, and keeps the best validation epoch. Each
+run is one `hyenarec train` process; its folder under `--runs-dir` holds its `results.json`, and a run whose folder
+already holds results for the same command is not run again (so a long sweep can be stopped and resumed).
 
     python benchmarks/accuracy.py --datasets beauty                    # every model, 3 seeds, default grid
     python benchmarks/accuracy.py --datasets ml-1m --models hyenarec sasrec --seeds 42 --epochs 40 --minutes 28
@@ -265,7 +265,8 @@ def train_once(
     also_in: Path | None = None,
     arch: str | None = None,
 ) -> dict:
-    """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default).
+    """One `hyenarec train` run (or its cached results). `dropout` sets `hidden_dropout_prob` (None: the default);
+    `arch` is one alternative of `--arch-grid` ("field=value[,field=value]"; None: the default architecture).
 
     `also_in`: another runs folder that may hold this very run under the model's name, made by another script (the
     ablations' `full` variant is accuracy.py's default HyenaRec). Its results are used, instead of training again,
@@ -375,6 +376,7 @@ def most_popular(dataset: str) -> dict:
 
 def sweep(args: argparse.Namespace) -> list[dict]:
     runs: list[dict] = []
+    alternatives = arch_grid(args)  # parsed (and refused if malformed or unequal) once, before any training
     for dataset in args.datasets:
         if not DATASETS[dataset]["file"].exists():
             raise SystemExit(f"{DATASETS[dataset]['file']} is missing: put ../shared/data beside the project.")
@@ -382,7 +384,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         for model in args.models:
             first, rest = args.seeds[0], args.seeds[1:]
             dropouts = getattr(args, "dropouts", None) or [None]
-            archs = [None, *arch_grid(args).get(model, [])]
+            archs = [None, *alternatives.get(model, [])]
             grid = [
                 dict(train_once(dataset, model, lr, first, args, dropout=d, arch=a), dropout=d, arch=a)
                 for lr in args.lrs
@@ -411,8 +413,8 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
     if getattr(args, "dropouts", None):
         budget["dropouts"] = args.dropouts
-    if arch_grid(args):
-        budget["arch_grid"] = arch_grid(args)
+    if alternatives:
+        budget["arch_grid"] = alternatives
     budget.update(recorded_options(args))
     for r in runs:
         if r["model"] != "mostpop":
@@ -711,7 +713,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = build_parser().parse_args()
-    arch_grid(args)  # a malformed or unequal architecture grid fails before any training
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files

@@ -102,7 +102,8 @@ def analyse(models: dict[str, list[Path]], data_file: Path, splits: list[str], e
             data, _ = build_splits(interactions, vocab=ItemVocab(model.config.item_ids))
             for split in splits:
                 ranks = user_ranks(model, data[split], model.config.max_position_embeddings, bf16)
-                lengths.setdefault(split, [len(x) for x in data[split]["input_ids"]])
+                if split not in lengths:  # the same users in the same order for every folder (checked below)
+                    lengths[split] = [len(x) for x in data[split]["input_ids"]]
                 if len(ranks) != len(lengths[split]):
                     raise SystemExit(
                         f"{folder}: {len(ranks)} {split} users, the other folders have {len(lengths[split])}"
@@ -117,9 +118,9 @@ def analyse(models: dict[str, list[Path]], data_file: Path, splits: list[str], e
         "data_file": str(data_file),
         "edges": edges,
         "models": {k: [str(f) for f in v] for k, v in models.items()},
+        "checks": checks,
+        "splits": {},
     }
-    result["checks"] = checks
-    result["splits"] = {}
     names = list(models)
     for split in splits:
         labels = buckets_of(lengths[split], edges)

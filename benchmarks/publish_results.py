@@ -138,7 +138,8 @@ def accuracy_section(result: dict | None, stem: str = "accuracy", title: str = "
         per_epoch = f"{row['seconds_per_epoch']:.0f}" if row.get("seconds_per_epoch") else "–"
         picked = f" (`{row['arch']}`)" if row.get("arch") else ""  # the architecture grid's choice, if any
         lines.append(
-            f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]}{picked} | {row['seeds']} | "
+            f"| {DATASET_LABELS.get(row['dataset'], row['dataset'])} | {LABELS[row['model']]}{picked} | "
+            f"{row['seeds']} | "
             f"{cell(row, 'ndcg@10_full')} | {cell(row, 'hr@10_full')} | {cell(row, 'mrr@10_full')} | {per_epoch} | "
             f"{text} |"
         )
