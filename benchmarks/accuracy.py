@@ -472,14 +472,19 @@ def summarise(runs: list[dict]) -> list[dict]:
         row["dropout"] = chosen[0].get("dropout")
         row["arch"] = chosen[0].get("arch")
         row["grid"] = {
-            f"{r['lr']:g}"
-            + (f", do {r['dropout']:g}" if r.get("dropout") is not None else "")
-            + (f", {r['arch']}" if r.get("arch") else ""): round(r["validation_best"]["ndcg@10_full"], 4)
+            setting_label(r, dropout_word="do"): round(r["validation_best"]["ndcg@10_full"], 4)
             for r in runs
             if r["dataset"] == dataset and r["model"] == model and r.get("grid")
         }
         rows.append(row)
     return rows
+
+
+def setting_label(row: dict, dropout_word: str = "dropout") -> str:
+    """A run's or summary row's tuned setting: "lr[, dropout D][, arch]" (the grid column abbreviates "do")."""
+    label = f"{row['lr']:g}"
+    label += f", {dropout_word} {row['dropout']:g}" if row.get("dropout") is not None else ""
+    return label + (f", {row['arch']}" if row.get("arch") else "")
 
 
 def merged_budget(chosen: list[dict]) -> dict | None:
@@ -555,9 +560,7 @@ def write_markdown(result: dict, path: Path) -> None:
             grid = ", ".join(f"{k}: {v:.4f}" for k, v in r["grid"].items()) or "–"
             lr = "–"
             if r["lr"] is not None:
-                chosen = f"{r['lr']:g}" + (f", dropout {r['dropout']:g}" if r.get("dropout") is not None else "")
-                chosen += f", {r['arch']}" if r.get("arch") else ""
-                lr = f"{chosen} ({grid})"
+                lr = f"{setting_label(r)} ({grid})"
             spe = f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "–"
             epochs = ", ".join(f"{e:.0f}" for e in r["epochs_run"] if e is not None) or "–"
             lines.append(
