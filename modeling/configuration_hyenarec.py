@@ -13,6 +13,7 @@ from transformers import PretrainedConfig
 FILTER_TYPES = ("legendre", "implicit", "hybrid")
 CONV_IMPLS = ("auto", "fft", "toeplitz", "direct")
 BRANCH_FUSIONS = ("sum", "gate")
+LONG_CONV_NORMALIZATIONS = ("none", "mass")
 LOSS_TYPES = ("ce", "sampled_ce", "chunked_ce")
 
 
@@ -66,6 +67,12 @@ class HyenaRecConfig(PretrainedConfig):
             How the long and short branches are combined: `"sum"` or `"gate"` (a learned per-channel sigmoid mix).
         use_position_embeddings (`bool`, defaults to `False`):
             Add a learned absolute position embedding (ablation; position normally enters through the kernels).
+        long_conv_normalization (`str`, defaults to `"none"`):
+            `"none"`: the paper's long convolution, a kernel-weighted sum over the history, so its scale grows with
+            the number of real items. `"mass"` (not in the paper; an opt-in variant): each position's output is
+            divided by the kernel's absolute mass over the lags that reach real items, `sum_{l < n_t} |K_l|` with
+            `n_t` the real items up to position t, which makes it a kernel-weighted mean (bounded by the largest
+            input, like attention's convex combination) whose scale does not depend on the history length.
         conv_impl (`str`, defaults to `"auto"`):
             Long causal convolution: `"fft"` (zero-padded rFFT, O(L log L)), `"toeplitz"` (lower-triangular Toeplitz
             matrix times input as a batched GEMM), `"direct"` (plain O(L^2) reference) or `"auto"` (`toeplitz` up to
@@ -116,6 +123,7 @@ class HyenaRecConfig(PretrainedConfig):
         use_short_branch: bool = True,
         branch_fusion: str = "sum",
         use_position_embeddings: bool = False,
+        long_conv_normalization: str = "none",
         conv_impl: str = "auto",
         conv_auto_threshold: int = 100,
         hidden_dropout_prob: float = 0.2,
@@ -146,6 +154,7 @@ class HyenaRecConfig(PretrainedConfig):
         self.use_short_branch = use_short_branch
         self.branch_fusion = branch_fusion
         self.use_position_embeddings = use_position_embeddings
+        self.long_conv_normalization = long_conv_normalization
         self.conv_impl = conv_impl
         self.conv_auto_threshold = conv_auto_threshold
         self.hidden_dropout_prob = hidden_dropout_prob
@@ -168,6 +177,12 @@ class HyenaRecConfig(PretrainedConfig):
         _check(self.filter_type in FILTER_TYPES, "filter_type", self.filter_type, f"one of {FILTER_TYPES}")
         _check(self.conv_impl in CONV_IMPLS, "conv_impl", self.conv_impl, f"one of {CONV_IMPLS}")
         _check(self.branch_fusion in BRANCH_FUSIONS, "branch_fusion", self.branch_fusion, f"one of {BRANCH_FUSIONS}")
+        _check(
+            self.long_conv_normalization in LONG_CONV_NORMALIZATIONS,
+            "long_conv_normalization",
+            self.long_conv_normalization,
+            f"one of {LONG_CONV_NORMALIZATIONS}",
+        )
         _check(self.loss_type in LOSS_TYPES, "loss_type", self.loss_type, f"one of {LOSS_TYPES}")
         _check(
             isinstance(self.implicit_filter_order, int) and self.implicit_filter_order >= 1,

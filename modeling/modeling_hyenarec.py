@@ -432,6 +432,18 @@ class HyenaRecMixer(nn.Module):
             return "fft"
         return "toeplitz" if length <= self.config.conv_auto_threshold else "fft"
 
+    @staticmethod
+    def kernel_mass(kernel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """`long_conv_normalization="mass"`: `sum_{l < n_t} |K_l|` per channel and position, `(batch, channels,
+        seq_len)`, with `n_t` the real items up to t (a history's items are contiguous, left or right padded, so they
+        sit at lags 0 .. n_t - 1). O(channels * batch * seq_len): a gather from the kernel's cumulative sum, no second
+        convolution. Padded positions before the first item get `|K_0|` (their convolution output is 0 anyway)."""
+        cumulative = kernel.abs().cumsum(-1)  # (channels, length), the kernel's float32 (or float64)
+        counts = mask.float().cumsum(-1).long().sub_(1).clamp_(min=0)  # (batch, 1, length)
+        batch, _, length = counts.shape
+        mass = cumulative[:, counts.reshape(-1)].reshape(-1, batch, length).transpose(0, 1)
+        return mass.clamp_min(torch.finfo(mass.dtype).tiny)
+
     def forward(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """`hidden_states` `(batch, seq_len, hidden)`, `mask` `(batch, 1, seq_len)` float -> `(batch, seq_len, hidden)`."""
         d = self.hidden_size
@@ -459,7 +471,10 @@ class HyenaRecMixer(nn.Module):
             z = g * v
             impl = self.conv_impl(length, hidden_states.device)
             kernel, toeplitz = self.kernel(length, impl)
-            long = causal_conv(z.transpose(0, 1), kernel, impl, toeplitz).transpose(0, 1).to(z.dtype)
+            long = causal_conv(z.transpose(0, 1), kernel, impl, toeplitz)
+            if self.config.long_conv_normalization == "mass":
+                long = long / self.kernel_mass(kernel, mask)
+            long = long.transpose(0, 1).to(z.dtype)
             z = torch.addcmul(long, self.kernel.skip[:, None, None].to(z.dtype), z)
             y = q * z
         if self.use_short:

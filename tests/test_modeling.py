@@ -291,6 +291,7 @@ def test_out_of_range_item_ids_raise_a_clear_error():
         ("filter_type", "chebyshev"),
         ("conv_impl", "cuda"),
         ("branch_fusion", "concat"),
+        ("long_conv_normalization", "softmax"),
         ("short_conv_kernel_size", 0),
         ("hidden_dropout_prob", 1.0),
         ("layer_norm_eps", 0),
@@ -319,6 +320,7 @@ def test_config_rejects_disabling_both_branches_and_bad_vocabulary():
         dict(use_short_branch=False),
         dict(branch_fusion="gate"),
         dict(filter_type="implicit"),
+        dict(long_conv_normalization="mass"),
     ],
 )
 def test_ablation_variants_run_and_learn(overrides):
@@ -329,6 +331,66 @@ def test_ablation_variants_run_and_learn(overrides):
     assert torch.isfinite(out.loss)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_kernel_mass_is_the_kernels_absolute_mass_over_the_lags_that_reach_real_items(padding):
+    torch.manual_seed(0)
+    kernel = torch.randn(6, 10, dtype=torch.float64)
+    lengths = [10, 4, 1, 7]
+    mask = torch.zeros(len(lengths), 1, 10, dtype=torch.float64)
+    for b, n in enumerate(lengths):
+        if padding == "left":
+            mask[b, 0, 10 - n :] = 1.0
+        else:
+            mask[b, 0, :n] = 1.0
+    # Reference: the causal convolution of the mask with |K|, i.e. sum over earlier real positions s of |K_{t-s}|.
+    reference = causal_conv(mask.expand(-1, 6, -1), kernel.abs(), "direct")
+    mass = mh.HyenaRecMixer.kernel_mass(kernel, mask)
+    real = mask.expand(-1, 6, -1).bool()
+    torch.testing.assert_close(mass[real], reference[real])
+
+
+def test_mass_normalized_long_convolution_is_a_kernel_weighted_mean_whatever_the_history_length():
+    # The paper's long convolution grows with the number of real items; the "mass" variant is bounded by the largest
+    # input and, for a constant input and a positive kernel, returns that constant at every history length.
+    torch.manual_seed(0)
+    kernel = torch.rand(3, 12, dtype=torch.float64) + 0.1
+    outputs = {}
+    for n in (1, 3, 12):
+        mask = torch.zeros(1, 1, 12, dtype=torch.float64)
+        mask[..., 12 - n :] = 1.0
+        z = 2.5 * mask.expand(-1, 3, -1)
+        plain = causal_conv(z, kernel, "direct")
+        outputs[n] = (plain[..., -1], (plain / mh.HyenaRecMixer.kernel_mass(kernel, mask))[..., -1])
+    torch.testing.assert_close(outputs[1][1], torch.full((1, 3), 2.5, dtype=torch.float64))
+    torch.testing.assert_close(outputs[12][1], torch.full((1, 3), 2.5, dtype=torch.float64))
+    assert (outputs[12][0] > 3 * outputs[1][0]).all()  # unnormalised: the full history sums many more terms
+    signed = torch.randn(3, 12, dtype=torch.float64)
+    z = torch.randn(2, 3, 12, dtype=torch.float64)
+    mask = torch.ones(2, 1, 12, dtype=torch.float64)
+    normalised = causal_conv(z, signed, "direct") / mh.HyenaRecMixer.kernel_mass(signed, mask)
+    assert normalised.abs().max() <= z.abs().max() + 1e-12
+
+
+def test_mass_normalization_keeps_padding_invariance_and_agrees_across_conv_impls():
+    model = tiny_model(long_conv_normalization="mass", hidden_dropout_prob=0.0)
+    history = torch.tensor([[5, 9, 2, 7]])
+    with torch.no_grad():
+        short = model(history).logits[0, -1]
+        padded = model(torch.cat([torch.zeros(1, 8, dtype=torch.long), history], dim=1)).logits[0, -1]
+        torch.testing.assert_close(padded, short, atol=1e-5, rtol=1e-5)
+        ids = torch.randint(1, 41, (3, 16))
+        ids[0, :9] = 0
+        logits = {}
+        for impl in ("direct", "toeplitz", "fft"):
+            model.config.conv_impl = impl
+            logits[impl] = model(ids).logits
+    torch.testing.assert_close(logits["toeplitz"], logits["direct"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits["fft"], logits["direct"], atol=1e-4, rtol=1e-4)
+    model.config.long_conv_normalization = "none"  # the same weights without the normalization
+    with torch.no_grad():
+        assert (model(ids).logits - logits["direct"]).abs().max() > 1e-4
 
 
 # ----------------------------------------------------------------------------------------------------------------------
