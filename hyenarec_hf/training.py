@@ -366,7 +366,25 @@ def build_trainer(
     )
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16); None where `/proc/cpuinfo` cannot be read."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return None
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def _warn_if_bf16_is_emulated(settings: TrainSettings) -> None:
+    if settings.bf16 and not torch.cuda.is_available() and cpu_has_native_bf16() is False:
+        logger.warning(
+            "bf16=True on a CPU without AVX512-BF16 or AMX: bf16 autocast is emulated there and trains slower than "
+            "float32 (and gives slightly different numbers). Drop --bf16 (bf16=False) on this machine."
+        )
+
+
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:
+    _warn_if_bf16_is_emulated(settings)
     # load_best_model_at_end needs evaluations and saves on one schedule: every epoch, or every `save_steps` steps.
     if settings.save_steps:
         schedule: dict[str, Any] = dict(

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
-from hyenarec_hf import HyenaRecConfig, HyenaRecForNextItemPrediction
+from hyenarec_hf import HyenaRecConfig, HyenaRecForNextItemPrediction, training
 from hyenarec_hf.checkpoint import CheckpointError, check_safetensors, load_model
 from hyenarec_hf.cli import main
 from hyenarec_hf.collator import NextItemCollator
@@ -471,3 +471,23 @@ def test_cli_commands_report_a_broken_folder(folder, capsys):
     assert main(["recommend", str(folder), "--history", "101 102"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "model.safetensors is truncated" in err and "Traceback" not in err
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags():
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else None
+    expected = None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert training.cpu_has_native_bf16() is expected
+
+
+@pytest.mark.parametrize("native, warns", [(False, True), (True, False), (None, False)])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_with_the_fix(monkeypatch, caplog, native, warns):
+    # The hardware is what it is here; the detector is replaced to cover both kinds of CPU.
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="hyenarec_hf.training"):
+        training._warn_if_bf16_is_emulated(TrainSettings(bf16=True))
+        training._warn_if_bf16_is_emulated(TrainSettings(bf16=False))
+    messages = [r.getMessage() for r in caplog.records if "AVX512-BF16" in r.getMessage()]
+    assert len(messages) == (1 if warns else 0)
+    if warns:
+        assert "Drop --bf16" in messages[0]
