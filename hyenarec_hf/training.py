@@ -496,6 +496,9 @@ def train_and_evaluate(
             "threads": torch.get_num_threads(),
             "python": platform.python_version(),
             "machine": platform.machine(),
+            # CPU times depend on these: bf16 autocast is emulated (slower than float32) without bf16 arithmetic
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_bf16": cpu_has_native_bf16(),
             "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },

@@ -70,6 +70,11 @@ def test_training_writes_a_hub_ready_folder(trained):
     results = json.loads((trained / "results.json").read_text())
     # the card's numbers are this run's own
     assert f"{results['test']['ndcg@10_full']:.4f}" in card
+    # the CPU that the run's times come from
+    from hyenarec_hf.training import cpu_has_native_bf16
+
+    assert results["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert results["environment"]["cpu_bf16"] == cpu_has_native_bf16()
     assert "MovieLens" in card and "grouplens" in card.lower()
     assert (trained / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
