@@ -33,6 +33,11 @@ RECIPE_TABLES = (
         "accuracy_beauty_arch",
         "on Amazon Beauty with the current defaults and one architecture alternative for each model",
     ),
+    (
+        "accuracy_beauty_fp32",
+        "on Amazon Beauty in float32 (no bf16), seed 42, one architecture alternative each "
+        "(HyenaRec's: `long_conv_normalization=mass`)",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
