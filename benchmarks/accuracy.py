@@ -225,6 +225,8 @@ def arch_grid(args: argparse.Namespace) -> dict[str, list[str]]:
     """`--arch-grid` as {model: [alternative, ...]}, each alternative the `--set` fields of one config
     ("legendre_order=8" or "a=1,b=2"). Refuses entries that would train a model that does not exist, set a field its
     config lacks, or give the models of the sweep unequal architecture budgets."""
+    from hyenarec_hf.training import MODEL_REGISTRY
+
     entries = getattr(args, "arch_grid", None) or []
     grid: dict[str, list[str]] = {}
     for entry in entries:
@@ -233,8 +235,6 @@ def arch_grid(args: argparse.Namespace) -> dict[str, list[str]]:
             raise SystemExit(
                 f"--arch-grid {entry!r}: write MODEL:FIELD=VALUE[,FIELD=VALUE] with MODEL one of {list(MODELS)}"
             )
-        from hyenarec_hf.training import MODEL_REGISTRY
-
         config = MODEL_REGISTRY[model][0]()
         for pair in fields.split(","):
             name, eq, _ = pair.partition("=")

@@ -94,12 +94,17 @@ def analyse(models: dict[str, list[Path]], data_file: Path, splits: list[str], e
     per_user: dict[str, dict[str, list[list[tuple[float, float]]]]] = {name: {s: [] for s in splits} for name in models}
     lengths: dict[str, list[int]] = {}
     checks = []
+    splits_by_vocab: dict[tuple | None, object] = {}  # the folders of one dataset share a vocabulary: split it once
     for name, folders in models.items():
         for folder in folders:
             saved = json.loads((folder / "results.json").read_text())
             bf16 = bool(saved["settings"].get("bf16"))
             model = load_model(folder)
-            data, _ = build_splits(interactions, vocab=ItemVocab(model.config.item_ids))
+            ids = model.config.item_ids
+            vocab = tuple(ids) if ids is not None else None
+            if vocab not in splits_by_vocab:
+                splits_by_vocab[vocab] = build_splits(interactions, vocab=ItemVocab(model.config.item_ids))[0]
+            data = splits_by_vocab[vocab]
             for split in splits:
                 ranks = user_ranks(model, data[split], model.config.max_position_embeddings, bf16)
                 if split not in lengths:  # the same users in the same order for every folder (checked below)

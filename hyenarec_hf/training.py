@@ -346,6 +346,7 @@ def build_trainer(
     restores the best weights at the end."""
     prepared = prepare_splits(splits, settings)
     preprocess, compute_metrics = trainer_metric_fns(num_sampled=settings.num_sampled, seed=settings.seed)
+    _warn_if_bf16_is_emulated(settings)
     args = _training_arguments(output_dir, settings)
     guard = NonFiniteLossGuard(next_item_loss)
     all_callbacks = [EarlyStoppingCallback(early_stopping_patience=settings.patience), guard]
@@ -366,10 +367,11 @@ def build_trainer(
     )
 
 
-def cpu_has_native_bf16() -> bool | None:
-    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16); None where `/proc/cpuinfo` cannot be read."""
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16) by its `cpuinfo` flags; None where the file
+    cannot be read (not Linux)."""
     try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
+        flags = set(cpuinfo.read_text().split())
     except OSError:
         return None
     return bool(flags & {"avx512_bf16", "amx_bf16"})
@@ -384,7 +386,6 @@ def _warn_if_bf16_is_emulated(settings: TrainSettings) -> None:
 
 
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:
-    _warn_if_bf16_is_emulated(settings)
     # load_best_model_at_end needs evaluations and saves on one schedule: every epoch, or every `save_steps` steps.
     if settings.save_steps:
         schedule: dict[str, Any] = dict(

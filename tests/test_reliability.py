@@ -473,10 +473,19 @@ def test_cli_commands_report_a_broken_folder(folder, capsys):
     assert err.startswith("error: ") and "model.safetensors is truncated" in err and "Traceback" not in err
 
 
-def test_cpu_bf16_detection_reads_the_cpu_flags():
-    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else None
-    expected = None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})
-    assert training.cpu_has_native_bf16() is expected
+def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path):
+    for flags, expected in (
+        ("fpu sse2 avx2 fma", False),
+        ("fpu avx2 avx512f avx512_bf16", True),
+        ("fpu avx512f amx_tile amx_bf16", True),
+        ("fpu avx512f avx512_bf16_extra", False),  # whole flags only
+    ):
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+        assert training.cpu_has_native_bf16(cpuinfo) is expected
+    assert training.cpu_has_native_bf16(tmp_path / "missing") is None
+    real = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else None
+    assert training.cpu_has_native_bf16() is (None if real is None else bool(real & {"avx512_bf16", "amx_bf16"}))
 
 
 @pytest.mark.parametrize("native, warns", [(False, True), (True, False), (None, False)])
