@@ -103,7 +103,7 @@ def analyse(models: dict[str, list[Path]], data_file: Path, splits: list[str], e
             ids = model.config.item_ids
             vocab = tuple(ids) if ids is not None else None
             if vocab not in splits_by_vocab:
-                splits_by_vocab[vocab] = build_splits(interactions, vocab=ItemVocab(model.config.item_ids))[0]
+                splits_by_vocab[vocab] = build_splits(interactions, vocab=ItemVocab(ids))[0]
             data = splits_by_vocab[vocab]
             for split in splits:
                 ranks = user_ranks(model, data[split], model.config.max_position_embeddings, bf16)
