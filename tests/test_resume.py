@@ -95,9 +95,12 @@ def test_killed_mid_epoch_and_resumed_reaches_the_uninterrupted_result(data_file
         train_command(data_file, interrupted), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     # Kill as soon as the second checkpoint is completely written: the process is then training the steps between
-    # two saves, in the middle of the first epoch.
+    # two saves, in the middle of the first epoch. The train clock is written last (by TrainClock.on_save, after the
+    # Trainer's own files), so wait for it too: a kill between the two would leave a checkpoint without its clock.
     deadline = time.monotonic() + 180
-    while not (checkpoints / f"checkpoint-{2 * SAVE_STEPS}" / "trainer_state.json").is_file():
+    second = checkpoints / f"checkpoint-{2 * SAVE_STEPS}"
+    clock = second / "train_clock.json"
+    while not ((second / "trainer_state.json").is_file() and clock.is_file() and clock.stat().st_size > 0):
         assert process.poll() is None, process.stderr.read().decode()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.01)
