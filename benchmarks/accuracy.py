@@ -15,10 +15,13 @@ already holds results for the same command is not run again (so a long sweep can
     python benchmarks/accuracy.py --datasets beauty                    # every model, 3 seeds, default grid
     python benchmarks/accuracy.py --datasets ml-1m --models hyenarec sasrec --seeds 42 --epochs 40 --minutes 28
     python benchmarks/accuracy.py --report-only                        # rewrite the report from the saved runs
+    python benchmarks/accuracy.py --datasets ml-1m --models sasrec --seeds 43 44 --add-seeds \
+        --epochs 40 --minutes 90 --bf16 --out benchmarks/accuracy_balanced   # more seeds at the recorded choice
     python benchmarks/accuracy.py --datasets beauty --models hyenarec sasrec \
         --arch-grid hyenarec:legendre_order=8 sasrec:num_attention_heads=1   # default or one alternative, each model
 
-Writes `benchmarks/accuracy.json` (every run, merged with the runs already recorded there) and `benchmarks/accuracy.md`.
+Writes `benchmarks/accuracy.json` (every run, merged with the runs already recorded there: a (dataset, model) swept
+again replaces its rows, `--add-seeds` keeps them and adds its seeds) and `benchmarks/accuracy.md`.
 """
 
 from __future__ import annotations
@@ -410,18 +413,70 @@ def sweep(args: argparse.Namespace) -> list[dict]:
                 )
                 for seed in rest
             ]
-    budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
-    if getattr(args, "dropouts", None):
-        budget["dropouts"] = args.dropouts
-    if alternatives:
-        budget["arch_grid"] = alternatives
-    budget.update(recorded_options(args))
+    budget = sweep_budget(args, alternatives)
     for r in runs:
         if r["model"] != "mostpop":
             r["budget"] = budget
     for dataset, model, path in args.import_run or []:
         runs.append(imported(dataset, model, Path(path)))
     return runs
+
+
+def sweep_budget(args: argparse.Namespace, alternatives: dict[str, list[str]]) -> dict:
+    """The budget column of a sweep's runs: its grid, epochs, wall-clock cap, precision and recipe."""
+    budget = {"lrs": args.lrs, "epochs": args.epochs, "minutes": args.minutes, "bf16": args.bf16}
+    if getattr(args, "dropouts", None):
+        budget["dropouts"] = args.dropouts
+    if alternatives:
+        budget["arch_grid"] = alternatives
+    budget.update(recorded_options(args))
+    return budget
+
+
+def trained_with(budget: dict | argparse.Namespace) -> dict:
+    """What a budget (recorded, or the arguments') trains each run with, its tuning grid left out: epochs, wall-clock
+    cap, precision and every recipe option away from its default."""
+    values = budget if isinstance(budget, dict) else vars(budget)
+    out = {key: values.get(key) for key in ("epochs", "minutes", "bf16")}
+    out["bf16"] = bool(out["bf16"])
+    out["minutes"] = float(out["minutes"]) if out["minutes"] else None
+    return out | {option.name: value for option, value in recipe(budget)}
+
+
+def add_seeds(args: argparse.Namespace, recorded: list[dict], source: Path) -> list[dict]:
+    """`--add-seeds`: for each (dataset, model), train `--seeds` at the setting (lr, dropout, architecture) that the
+    runs recorded in `source` picked, with their budget, and return the new runs (the recorded ones stay as they
+    are). Refuses a (dataset, model) with no recorded runs, arguments that would train otherwise than those runs did
+    (epochs, cap, precision, recipe), and seeds it already has."""
+    new = []
+    for dataset in args.datasets:
+        for model in args.models:
+            chosen = [
+                r for r in ok(recorded) if (r["dataset"], r["model"]) == (dataset, model) and r.get("selected", True)
+            ]
+            if not chosen:
+                raise SystemExit(
+                    f"--add-seeds: {source} holds no {dataset} {model} runs to add seeds to; run the sweep for them "
+                    "first (without --add-seeds)"
+                )
+            pick = next((r for r in chosen if r.get("grid")), chosen[0])  # the grid's choice (or the imported run)
+            budget = own_budget(pick.get("budget"))
+            if trained_with(args) != trained_with(budget):
+                raise SystemExit(
+                    f"--add-seeds: {dataset} {model}'s runs in {source} trained with {budget_text(budget)}, these "
+                    f"arguments would train with {trained_with(args)}: pass the same --epochs, --minutes, --bf16 "
+                    "and recipe options (--batch-size, --batching, ...) so that the new seeds share their budget"
+                )
+            taken = sorted({r["seed"] for r in chosen} & set(args.seeds))
+            if taken:
+                raise SystemExit(
+                    f"--add-seeds: {dataset} {model} in {source} already has seed(s) {taken}; list new seeds only"
+                )
+            dropout, arch = pick.get("dropout"), pick.get("arch")
+            for seed in args.seeds:
+                run = train_once(dataset, model, pick["lr"], seed, args, dropout=dropout, arch=arch)
+                new.append(dict(run, selected=True, dropout=dropout, arch=arch, budget=budget))
+    return new
 
 
 def imported(dataset: str, model: str, results_file: Path) -> dict:
@@ -602,19 +657,29 @@ def write_markdown(result: dict, path: Path) -> None:
 CPU_THREADS = 2  # the benchmark machine's cores: a CPU run with this many torch threads is labelled plain "cpu"
 
 
+def cpu_kind(environment: dict) -> str:
+    """The CPU a run trained on, as far as its results record it: model name, torch's vector ISA and whether it has
+    bf16 arithmetic ("AMD EPYC, AVX512, native bf16"): s / epoch differs several-fold between CPUs, and bf16 autocast
+    is emulated (slower than float32) without bf16 arithmetic. '' for runs recorded before results named their CPU."""
+    bf16 = {True: "native bf16", False: "no bf16 arithmetic"}.get(environment.get("cpu_bf16"))
+    return ", ".join(p for p in (environment.get("cpu_model"), environment.get("cpu_capability"), bf16) if p)
+
+
 def device_label(environment: dict) -> str:
-    """Where a run trained: its GPU's name, "cpu" (all of the benchmark CPU's threads), or "cpu (N thread(s))"."""
+    """Where a run trained: its GPU's name, or "cpu" with, in brackets, its torch thread count where that was not all
+    of the benchmark CPU's threads and the CPU's kind where recorded: "cpu", "cpu (1 thread)",
+    "cpu (1 thread; AMD EPYC, AVX512, native bf16)"."""
     if environment.get("gpu"):
         return environment["gpu"]
     threads = environment.get("threads")
-    if threads in (None, CPU_THREADS):
-        return "cpu"
-    return f"cpu ({threads} thread{'s' * (threads != 1)})"
+    details = [] if threads in (None, CPU_THREADS) else [f"{threads} thread{'s' * (threads != 1)}"]
+    details += [cpu_kind(environment)] if cpu_kind(environment) else []
+    return f"cpu ({'; '.join(details)})" if details else "cpu"
 
 
 def hardware_line(runs: list[dict]) -> str:
-    """Names the GPUs or reduced CPU thread counts the runs trained on (s / epoch is theirs); empty when every run
-    had the whole benchmark CPU."""
+    """Names the GPUs, the CPUs (where recorded) and the reduced CPU thread counts the runs trained on (s / epoch is
+    theirs); empty when every run had the whole benchmark CPU and none named its kind."""
     devices = Counter(r.get("device", "cpu") for r in runs if r["model"] != "mostpop")
     if set(devices) <= {"cpu"}:
         return ""
@@ -624,8 +689,17 @@ def hardware_line(runs: list[dict]) -> str:
             return f"the CPU ({CPU_THREADS} threads)"
         return "the CPU" + device[3:] if device.startswith("cpu (") else device
 
+    def unnamed_cpu(device: str) -> bool:  # a CPU run recorded before results named their CPU
+        return device == "cpu" or (device.startswith("cpu (") and device.endswith(("thread)", "threads)")))
+
     parts = [f"{name(d)}: {n} run{'s' * (n != 1)}" for d, n in sorted(devices.items())]
-    return f"Hardware (`s / epoch` is that hardware's): {', '.join(parts)}."
+    line = f"Hardware (`s / epoch` is that hardware's): {', '.join(parts)}."
+    if any(map(unnamed_cpu, devices)) and any(d.startswith("cpu (") and not unnamed_cpu(d) for d in devices):
+        line += (
+            " A CPU named only by its threads went unrecorded (runs made before results named their CPU): those "
+            "runs' s / epoch may come from other CPUs than the named ones."
+        )
+    return line
 
 
 def budget_text(budget: dict | None) -> str:
@@ -710,12 +784,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("DATASET", "MODEL", "RESULTS_JSON"),
         help="add a run made elsewhere (e.g. the main job's results.json) to the table",
     )
+    parser.add_argument(
+        "--add-seeds",
+        action="store_true",
+        help="train only --seeds, for each (dataset, model) of --datasets and --models, at the setting the runs "
+        "in --out already picked (their lr, dropout, architecture), and add them to --out's table; --epochs, "
+        "--minutes, --bf16 and the recipe options must be those of the recorded runs",
+    )
     parser.add_argument("--report-only", action="store_true")
     return parser
 
 
-def main() -> None:
-    args = build_parser().parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files
@@ -724,11 +805,21 @@ def main() -> None:
         json_path.write_text(json.dumps(result, indent=2) + "\n")
         write_markdown(result, args.out.with_suffix(".md"))
         return
-    runs = sweep(args)
-    # Merge with runs recorded before (other datasets or models); a (dataset, model) run now replaces its old rows.
-    done = {(r["dataset"], r["model"]) for r in runs}
-    if json_path.exists():
-        runs = [r for r in json.loads(json_path.read_text())["runs"] if (r["dataset"], r["model"]) not in done] + runs
+    if args.add_seeds:  # more seeds for a table already tuned: its runs stay, the new ones join their rows
+        if args.import_run or not json_path.exists():
+            raise SystemExit(
+                f"--add-seeds adds seeds to the runs recorded in {json_path}"
+                + (" (it exists only after a sweep)" if not json_path.exists() else "; use --import-run without it")
+            )
+        recorded = json.loads(json_path.read_text())["runs"]
+        runs = recorded + add_seeds(args, recorded, json_path)
+    else:
+        runs = sweep(args)
+        # Merge with runs recorded before (other datasets or models); a (dataset, model) swept now replaces its rows.
+        done = {(r["dataset"], r["model"]) for r in runs}
+        if json_path.exists():
+            old = json.loads(json_path.read_text())["runs"]
+            runs = [r for r in old if (r["dataset"], r["model"]) not in done] + runs
     result = {"runs": runs, "summary": summarise(runs), "python": sys.version.split()[0]}
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out.with_suffix(".md"))

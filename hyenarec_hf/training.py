@@ -377,6 +377,20 @@ def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name (`cpuinfo`'s first `model name` line, e.g. "AMD EPYC"); None where the file cannot be read
+    or names none (not Linux, some ARM kernels). Runs record it beside their times: CPUs differ several-fold."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "model name" and value.strip():
+            return value.strip()
+    return None
+
+
 def _warn_if_bf16_is_emulated(settings: TrainSettings) -> None:
     if settings.bf16 and not torch.cuda.is_available() and cpu_has_native_bf16() is False:
         logger.warning(
@@ -500,6 +514,7 @@ def train_and_evaluate(
             # CPU times depend on these: bf16 autocast is emulated (slower than float32) without bf16 arithmetic
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_bf16": cpu_has_native_bf16(),
+            "cpu_model": cpu_model_name(),
             "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         },

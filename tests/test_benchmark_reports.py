@@ -3,6 +3,7 @@ written. The training runs themselves are real `hyenarec train` processes (teste
 run records are built by hand so that every expected number is known."""
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -529,6 +530,71 @@ def test_arch_grid_is_parsed_per_model_and_refuses_bad_entries_and_unequal_budge
     for message, argv in refused.items():
         with pytest.raises(SystemExit, match=message):
             accuracy.arch_grid(parser.parse_args(argv))
+
+
+def test_the_report_names_each_recorded_cpu_and_says_which_runs_named_none(tmp_path):
+    saved = {"test": {m: 0.17 for m in accuracy.METRICS}, "validation_best": {m: 0.17 for m in accuracy.METRICS}}
+    saved.update(epochs_run=10.0, train_seconds=400.0, num_parameters=1000)
+    epyc = {"gpu": None, "threads": 1, "cpu_model": "AMD EPYC", "cpu_capability": "AVX512", "cpu_bf16": True}
+    xeon = {"gpu": None, "threads": 2, "cpu_capability": "AVX2", "cpu_bf16": False}  # recorded before cpu_model
+    rows = [
+        accuracy.record("ml-1m", "sasrec", 3e-3, seed, {**saved, "environment": env}, "c", tmp_path)
+        for seed, env in ((42, epyc), (43, epyc), (44, xeon), (45, {"gpu": None, "threads": 1}))
+    ]
+    assert [r["device"] for r in rows] == [
+        "cpu (1 thread; AMD EPYC, AVX512, native bf16)",
+        "cpu (1 thread; AMD EPYC, AVX512, native bf16)",
+        "cpu (AVX2, no bf16 arithmetic)",
+        "cpu (1 thread)",
+    ]
+    line = accuracy.hardware_line(rows)
+    assert line.startswith(
+        "Hardware (`s / epoch` is that hardware's): the CPU (1 thread): 1 run, "
+        "the CPU (1 thread; AMD EPYC, AVX512, native bf16): 2 runs, the CPU (AVX2, no bf16 arithmetic): 1 run. "
+    )
+    assert "went unrecorded" in line
+    assert "unrecorded" not in accuracy.hardware_line(rows[:3])  # every CPU named: nothing to warn about
+    # a run on the whole benchmark CPU that names it gets a hardware line too: another CPU's times differ
+    whole = dict(epyc, threads=accuracy.CPU_THREADS)
+    assert accuracy.device_label(whole) == "cpu (AMD EPYC, AVX512, native bf16)"
+
+
+def test_add_seeds_trains_only_new_seeds_at_the_recorded_choice_and_refuses_another_budget(tmp_path, monkeypatch):
+    """Real (tiny) `hyenarec train` runs: a sweep picks the lr on seed 0; `--add-seeds` then trains seed 1 at that lr
+    with the same budget, keeps every recorded run, and the row averages both seeds. Seeds already there, other
+    training settings and a (dataset, model) never swept are refused before anything trains."""
+    tiny_dataset(tmp_path, monkeypatch, users=48, items=25, lengths=(5, 10), seed=2)
+    monkeypatch.setattr(accuracy, "DATASETS", {"tiny": accuracy.DATASETS["tiny"]})
+    out = tmp_path / "table"
+    common = ["--datasets", "tiny", "--epochs", "1", "--batch-size", "16", "--runs-dir", str(tmp_path / "runs")]
+    common += ["--out", str(out)]
+    accuracy.main([*common, "--models", "hyenarec", "--seeds", "0", "--lrs", "1e-3", "3e-2"])
+    swept = json.loads(out.with_suffix(".json").read_text())["runs"]
+    pick = next(r for r in swept if r.get("selected") and r.get("grid"))
+
+    accuracy.main([*common, "--models", "hyenarec", "--seeds", "1", "--add-seeds"])
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["runs"][: len(swept)] == swept  # the recorded runs, untouched
+    (added,) = result["runs"][len(swept) :]
+    assert (added["seed"], added["lr"], added["selected"]) == (1, pick["lr"], True)
+    assert added["folder"].endswith(f"lr{pick['lr']:g}-seed1") and added["budget"] == pick["budget"]
+    (row,) = [r for r in result["summary"] if r["model"] == "hyenarec"]
+    tests = [pick["test"]["ndcg@10_full"], added["test"]["ndcg@10_full"]]
+    assert row["seeds"] == 2 and row["ndcg@10_full"] == pytest.approx(statistics.fmean(tests))
+    assert "| HyenaRec | 2 |" in out.with_suffix(".md").read_text()
+
+    for argv, message in (
+        (["--models", "hyenarec", "--seeds", "1", "2"], "already has seed(s) [1]"),
+        (["--models", "hyenarec", "--seeds", "2", "--bf16"], "trained with lr 0.001/0.03, ≤ 1 epochs"),
+        (["--models", "hyenarec", "--seeds", "2", "--batching", "random"], "pass the same --epochs"),
+        (["--models", "sasrec", "--seeds", "1"], "holds no tiny sasrec runs"),
+    ):
+        with pytest.raises(SystemExit, match=re.escape(message)):
+            accuracy.main([*common, *argv, "--add-seeds"])
+    assert json.loads(out.with_suffix(".json").read_text()) == result  # nothing trained, nothing written
+    assert not (tmp_path / "runs" / "tiny" / "hyenarec" / f"lr{pick['lr']:g}-seed2").exists()
+    with pytest.raises(SystemExit, match="exists only after a sweep"):
+        accuracy.main([*common[:-1], str(tmp_path / "none"), "--models", "hyenarec", "--seeds", "1", "--add-seeds"])
 
 
 def test_arch_grid_trains_each_alternative_picks_on_validation_and_reports_the_choice(tmp_path, monkeypatch):

@@ -71,10 +71,11 @@ def test_training_writes_a_hub_ready_folder(trained):
     # the card's numbers are this run's own
     assert f"{results['test']['ndcg@10_full']:.4f}" in card
     # the CPU that the run's times come from
-    from hyenarec_hf.training import cpu_has_native_bf16
+    from hyenarec_hf.training import cpu_has_native_bf16, cpu_model_name
 
     assert results["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert results["environment"]["cpu_bf16"] == cpu_has_native_bf16()
+    assert results["environment"]["cpu_model"] == cpu_model_name()
     assert "MovieLens" in card and "grouplens" in card.lower()
     assert (trained / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -488,6 +488,18 @@ def test_cpu_bf16_detection_reads_the_cpu_flags(tmp_path):
     assert training.cpu_has_native_bf16() is (None if real is None else bool(real & {"avx512_bf16", "amx_bf16"}))
 
 
+def test_cpu_model_name_reads_the_first_model_name_line(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel\t\t: 17\nmodel name\t: AMD EPYC 9R14\n\n"
+        "processor\t: 1\nmodel name\t: AMD EPYC 9R14\n"
+    )
+    assert training.cpu_model_name(cpuinfo) == "AMD EPYC 9R14"  # not the `model` number line
+    cpuinfo.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nmodel name\t: \n")
+    assert training.cpu_model_name(cpuinfo) is None  # blank, or absent (some ARM kernels)
+    assert training.cpu_model_name(tmp_path / "missing") is None
+
+
 @pytest.mark.parametrize("native, warns", [(False, True), (True, False), (None, False)])
 def test_bf16_on_a_cpu_without_bf16_arithmetic_warns_with_the_fix(monkeypatch, caplog, native, warns):
     # The hardware is what it is here; the detector is replaced to cover both kinds of CPU.
