@@ -447,8 +447,8 @@ def add_seeds(args: argparse.Namespace, recorded: list[dict], source: Path) -> l
     """`--add-seeds`: for each (dataset, model), train `--seeds` at the setting (lr, dropout, architecture) that the
     runs recorded in `source` picked, with their budget, and return the new runs (the recorded ones stay as they
     are). Refuses a (dataset, model) with no recorded runs, arguments that would train otherwise than those runs did
-    (epochs, cap, precision, recipe), and seeds it already has."""
-    new = []
+    (epochs, cap, precision, recipe), and seeds it already has, all before the first run trains."""
+    picks = []
     for dataset in args.datasets:
         for model in args.models:
             chosen = [
@@ -472,10 +472,13 @@ def add_seeds(args: argparse.Namespace, recorded: list[dict], source: Path) -> l
                 raise SystemExit(
                     f"--add-seeds: {dataset} {model} in {source} already has seed(s) {taken}; list new seeds only"
                 )
-            dropout, arch = pick.get("dropout"), pick.get("arch")
-            for seed in args.seeds:
-                run = train_once(dataset, model, pick["lr"], seed, args, dropout=dropout, arch=arch)
-                new.append(dict(run, selected=True, dropout=dropout, arch=arch, budget=budget))
+            picks.append((dataset, model, pick, budget))
+    new = []
+    for dataset, model, pick, budget in picks:
+        dropout, arch = pick.get("dropout"), pick.get("arch")
+        for seed in args.seeds:
+            run = train_once(dataset, model, pick["lr"], seed, args, dropout=dropout, arch=arch)
+            new.append(dict(run, selected=True, dropout=dropout, arch=arch, budget=budget))
     return new
 
 
@@ -673,7 +676,8 @@ def device_label(environment: dict) -> str:
         return environment["gpu"]
     threads = environment.get("threads")
     details = [] if threads in (None, CPU_THREADS) else [f"{threads} thread{'s' * (threads != 1)}"]
-    details += [cpu_kind(environment)] if cpu_kind(environment) else []
+    kind = cpu_kind(environment)
+    details += [kind] if kind else []
     return f"cpu ({'; '.join(details)})" if details else "cpu"
 
 

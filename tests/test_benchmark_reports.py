@@ -588,6 +588,7 @@ def test_add_seeds_trains_only_new_seeds_at_the_recorded_choice_and_refuses_anot
         (["--models", "hyenarec", "--seeds", "2", "--bf16"], "trained with lr 0.001/0.03, ≤ 1 epochs"),
         (["--models", "hyenarec", "--seeds", "2", "--batching", "random"], "pass the same --epochs"),
         (["--models", "sasrec", "--seeds", "1"], "holds no tiny sasrec runs"),
+        (["--models", "hyenarec", "sasrec", "--seeds", "2"], "holds no tiny sasrec runs"),  # before hyenarec trains
     ):
         with pytest.raises(SystemExit, match=re.escape(message)):
             accuracy.main([*common, *argv, "--add-seeds"])
