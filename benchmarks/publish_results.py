@@ -38,6 +38,11 @@ RECIPE_TABLES = (
         "on Amazon Beauty in float32 (no bf16), seed 42, one architecture alternative each "
         "(HyenaRec's: `long_conv_normalization=mass`)",
     ),
+    (
+        "accuracy_beauty_arch2",
+        "on Amazon Beauty, seed 42, two mixer alternatives each (HyenaRec: gated branch fusion, short kernel 5; "
+        "SASRec: 1 or 4 heads)",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
