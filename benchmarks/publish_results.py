@@ -43,6 +43,12 @@ RECIPE_TABLES = (
         "on Amazon Beauty, seed 42, two mixer alternatives each (HyenaRec: gated branch fusion, short kernel 5; "
         "SASRec: 1 or 4 heads)",
     ),
+    (
+        "accuracy_beauty_arch3",
+        "on Amazon Beauty, four more alternatives each, seeds 43 and 44 at the validation pick (HyenaRec: mixer init "
+        "std 0.07 or 0.04, implicit filter, no long branch; SASRec: init std 0.07 or 0.04, one layer, no attention "
+        "dropout)",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
