@@ -49,6 +49,11 @@ RECIPE_TABLES = (
         "std 0.07 or 0.04, implicit filter, no long branch; SASRec: init std 0.07 or 0.04, one layer, no attention "
         "dropout)",
     ),
+    (
+        "accuracy_video_arch",
+        "on Amazon Video Games, seed 42, two alternatives each (HyenaRec: no long branch, mixer init std 0.04; "
+        "SASRec: one layer, one head)",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
