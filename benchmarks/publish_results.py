@@ -61,6 +61,10 @@ RECIPE_TABLES = (
     ("accuracy_ml-1m_dropout", "on ML-1M with dropout 0.1"),
     ("accuracy_beauty_wd", "on Amazon Beauty with weight decay 0.1"),
     ("accuracy_beauty_wd001", "on Amazon Beauty with the current defaults and weight decay 0.01, seed 42"),
+    (
+        "accuracy_ml-1m_windows_wd001",
+        "on ML-1M with the current defaults, windows (`--train-stride 200`) and weight decay 0.01, seed 42",
+    ),
 )
 
 
