@@ -65,6 +65,10 @@ RECIPE_TABLES = (
         "accuracy_ml-1m_windows_wd001",
         "on ML-1M with the current defaults, windows (`--train-stride 200`) and weight decay 0.01, seed 42",
     ),
+    (
+        "accuracy_ml-1m_windows_80ep",
+        "on ML-1M with the current defaults, windows (`--train-stride 200`) and 80 epochs, seed 42",
+    ),
 )
 
 
