@@ -691,6 +691,8 @@ def hardware_line(runs: list[dict]) -> str:
     def name(device: str) -> str:
         if device == "cpu":
             return f"the CPU ({CPU_THREADS} threads)"
+        if device.startswith("cpu (") and "thread" not in device:  # all the CPU's threads, its kind named
+            return f"the CPU ({CPU_THREADS} threads; {device[5:]}"
         return "the CPU" + device[3:] if device.startswith("cpu (") else device
 
     def unnamed_cpu(device: str) -> bool:  # a CPU run recorded before results named their CPU

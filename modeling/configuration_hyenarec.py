@@ -82,6 +82,11 @@ class HyenaRecConfig(PretrainedConfig):
             `benchmarks/conv_impl_threshold.py`; on GPUs `"auto"` always uses the FFT).
         hidden_dropout_prob (`float`, defaults to 0.2):
             Dropout on embeddings and on each residual branch.
+        mixer_dropout_prob (`float`, defaults to 0.0):
+            Dropout inside the mixer, on the gated product `g * v` before the long convolution (where Hyena's
+            reference operator puts its `dropout`): it drops single (channel, position) inputs of the convolution,
+            as SASRec's `attention_probs_dropout_prob` drops single attention weights. 0 (the default) is the
+            architecture every published result used.
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the normal initialiser of linear layers and item embeddings.
         mixer_init_std (`float`, *optional*):
@@ -127,6 +132,7 @@ class HyenaRecConfig(PretrainedConfig):
         conv_impl: str = "auto",
         conv_auto_threshold: int = 100,
         hidden_dropout_prob: float = 0.2,
+        mixer_dropout_prob: float = 0.0,
         initializer_range: float = 0.02,
         mixer_init_std: float | None = None,
         layer_norm_eps: float = 1e-5,
@@ -158,6 +164,7 @@ class HyenaRecConfig(PretrainedConfig):
         self.conv_impl = conv_impl
         self.conv_auto_threshold = conv_auto_threshold
         self.hidden_dropout_prob = hidden_dropout_prob
+        self.mixer_dropout_prob = mixer_dropout_prob
         self.initializer_range = initializer_range
         self.mixer_init_std = mixer_init_std
         self.layer_norm_eps = layer_norm_eps
@@ -206,7 +213,7 @@ class HyenaRecConfig(PretrainedConfig):
             self.num_negatives,
             "an int >= 1",
         )
-        for field in ("hidden_dropout_prob",):
+        for field in ("hidden_dropout_prob", "mixer_dropout_prob"):
             value = getattr(self, field)
             _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, field, value, "a float in [0, 1)")
         for field in ("initializer_range", "layer_norm_eps", "decay_fast_pct", "decay_slow_pct"):

@@ -423,6 +423,7 @@ class HyenaRecMixer(nn.Module):
             nn.Parameter(torch.empty(d)) if config.branch_fusion == "gate" and self.num_streams == 5 else None
         )
         self.out_proj = nn.Linear(d, d)
+        self.mixer_dropout = Dropout(config.mixer_dropout_prob)
 
     def conv_impl(self, length: int, device: torch.device) -> str:
         impl = self.config.conv_impl
@@ -468,7 +469,7 @@ class HyenaRecMixer(nn.Module):
         y = None
         if self.use_long:
             q, g, v = conv_streams[:3]
-            z = g * v
+            z = self.mixer_dropout(g * v)
             impl = self.conv_impl(length, hidden_states.device)
             kernel, toeplitz = self.kernel(length, impl)
             long = causal_conv(z.transpose(0, 1), kernel, impl, toeplitz)

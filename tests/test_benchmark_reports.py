@@ -67,7 +67,12 @@ def test_readme_accuracy_block_carries_spread_and_time_per_epoch():
     on_gpu = [dict(r, device="NVIDIA H100") for r in runs]
     lines = publish_results.accuracy_section({"summary": summary, "runs": on_gpu}, "accuracy_gpu", "on a GPU")
     assert lines[0] == "### Accuracy on a GPU (`benchmarks/accuracy_gpu.md`)"
-    assert "Several seeds: mean ± sample std. Hardware (`s / epoch` is that hardware's): NVIDIA H100: 2 runs." in lines
+    assert (
+        "Rows with several seeds: mean ± sample std; a row with one seed is a single run. "
+        "Hardware (`s / epoch` is that hardware's): NVIDIA H100: 2 runs." in lines
+    )
+    single = publish_results.accuracy_section({"summary": accuracy.summarise(runs[:1])})
+    assert "One seed per row: each cell is a single run." in single
 
 
 def ablation_runs(values: dict[str, list[float]]) -> dict:
@@ -550,13 +555,18 @@ def test_the_report_names_each_recorded_cpu_and_says_which_runs_named_none(tmp_p
     line = accuracy.hardware_line(rows)
     assert line.startswith(
         "Hardware (`s / epoch` is that hardware's): the CPU (1 thread): 1 run, "
-        "the CPU (1 thread; AMD EPYC, AVX512, native bf16): 2 runs, the CPU (AVX2, no bf16 arithmetic): 1 run. "
+        "the CPU (1 thread; AMD EPYC, AVX512, native bf16): 2 runs, the CPU (2 threads; AVX2, no bf16 arithmetic): "
+        "1 run. "
     )
     assert "went unrecorded" in line
     assert "unrecorded" not in accuracy.hardware_line(rows[:3])  # every CPU named: nothing to warn about
     # a run on the whole benchmark CPU that names it gets a hardware line too: another CPU's times differ
     whole = dict(epyc, threads=accuracy.CPU_THREADS)
     assert accuracy.device_label(whole) == "cpu (AMD EPYC, AVX512, native bf16)"
+    named = accuracy.record("ml-1m", "sasrec", 3e-3, 46, {**saved, "environment": whole}, "c", tmp_path)
+    assert accuracy.hardware_line([named]) == (
+        "Hardware (`s / epoch` is that hardware's): the CPU (2 threads; AMD EPYC, AVX512, native bf16): 1 run."
+    )
 
 
 def test_add_seeds_trains_only_new_seeds_at_the_recorded_choice_and_refuses_another_budget(tmp_path, monkeypatch):

@@ -294,6 +294,7 @@ def test_out_of_range_item_ids_raise_a_clear_error():
         ("long_conv_normalization", "softmax"),
         ("short_conv_kernel_size", 0),
         ("hidden_dropout_prob", 1.0),
+        ("mixer_dropout_prob", -0.1),
         ("layer_norm_eps", 0),
         ("decay_target", 2.0),
         ("implicit_filter_emb_dim", 4),
@@ -525,3 +526,27 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, atol=1e-12, rtol=1e-10, msg=name)
+
+
+def test_mixer_dropout_acts_only_in_training_keeps_causality_and_is_off_by_default():
+    assert HyenaRecConfig().mixer_dropout_prob == 0.0
+    ids = torch.randint(1, 41, (3, 16))
+    ids[0, :5] = 0
+    plain = tiny_model()
+    dropped = tiny_model(mixer_dropout_prob=0.5)
+    dropped.load_state_dict(plain.state_dict())  # the switch adds no parameter: the same weights load as they are
+    with torch.no_grad():
+        reference = plain(ids).logits
+        torch.testing.assert_close(dropped(ids).logits, reference)  # eval: no dropout
+        torch.manual_seed(1)
+        assert torch.equal(plain.train()(ids).logits, reference)  # p = 0 in training: the same model
+        torch.manual_seed(1)
+        noisy = dropped.train()(ids).logits
+        assert (noisy - reference).abs().max() > 1e-5  # small at init (small mixer weights), 0 without the dropout
+        # The mask depends only on the shape, so under one seed a changed last item changes no earlier position.
+        changed = ids.clone()
+        changed[:, -1] = torch.where(changed[:, -1] == 7, 8, 7)
+        torch.manual_seed(1)
+        again = dropped(changed).logits
+    torch.testing.assert_close(again[:, :-1], noisy[:, :-1])
+    assert (again[:, -1] - noisy[:, -1]).abs().max() > 1e-4
