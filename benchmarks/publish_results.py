@@ -14,6 +14,7 @@ from pathlib import Path
 
 import ablations  # sibling scripts: the same summaries, labels and budget wording
 import accuracy
+import eval_order
 from accuracy import DATASETS, LABELS, budget_text, cell
 
 HERE = Path(__file__).resolve().parent
@@ -269,6 +270,21 @@ def batching_speed_section(result: dict | None) -> list[str]:
     return lines + [""]
 
 
+def eval_order_section(result: dict | None) -> list[str]:
+    """One validation pass with the rows in the file's order against longest history first (`eval_order.py`)."""
+    if not result:
+        return []
+    return [
+        "### Evaluation batches: the file's order against longest history first (`benchmarks/eval_order.md`)",
+        "",
+        "Evaluation batches are padded to their longest history; `prepare_eval_dataset` (used by training and "
+        "`evaluate_ranking`) scores the rows longest first, which changes no metric. " + eval_order.description(result),
+        "",
+        *eval_order.table(result),
+        "",
+    ]
+
+
 def score_precision_section(result: dict | None) -> list[str]:
     """What bf16 item scores cost the metrics of trained models (`score_precision.py`): test NDCG@10 three ways."""
     if not result:
@@ -368,6 +384,7 @@ def main() -> None:
     lines += score_precision_section(load("score_precision.json"))
     lines += batching_section(load("accuracy_batching.json"))
     lines += batching_speed_section(load("batching_speed_ml-1m.json"))
+    lines += eval_order_section(load("eval_order.json"))
     lines += accuracy_section(accuracy_results["accuracy"])
     for stem, title in RECIPE_TABLES:  # one recipe change each, beside the main table; shown once measured
         result = accuracy_results[stem]

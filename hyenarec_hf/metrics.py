@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .collator import IGNORE_INDEX, NextItemCollator, add_eval_index
+from .collator import IGNORE_INDEX, NextItemCollator, prepare_eval_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -309,12 +309,13 @@ def evaluate_ranking(
             is used).
         dataset: a `datasets.Dataset` with `input_ids` (whole history before the target) and `target`; an
             `index` column is added with [`add_eval_index`] when missing. A list of dicts must carry `index`.
+            Rows are scored longest history first ([`prepare_eval_dataset`]); the order changes no metric.
         max_length: the model's input length; longer histories keep their most recent items.
     """
     from tqdm.auto import tqdm
 
-    if hasattr(dataset, "column_names"):
-        dataset = add_eval_index(dataset)
+    if hasattr(dataset, "column_names") or isinstance(dataset, list):
+        dataset = prepare_eval_dataset(dataset)  # index first, then longest history first: less padding per batch
     collator = NextItemCollator(max_length=max_length, mode="eval")
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
     device = next(model.parameters()).device

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ablations  # noqa: E402
 import accuracy  # noqa: E402
 import batching_table  # noqa: E402
+import eval_order  # noqa: E402
 import publish_results  # noqa: E402
 import publish_run  # noqa: E402
 import window_labels  # noqa: E402
@@ -518,6 +519,43 @@ def test_batching_speed_section_gives_each_way_against_length_grouped_batches():
     assert "| HyenaRec | random | 1 | 90.0 | 1.80x | 1.87 |" in lines
     assert "| HyenaRec | length_grouped | 1 | 50.0 | 1.00x | 1.09 |" in lines
     assert publish_results.batching_speed_section(None) == []
+
+
+def test_eval_order_section_reports_speedup_padding_and_flags_a_metric_that_moved():
+    row = {
+        "dataset": "ml-1m-1000",
+        "label": "ML-1M, long histories (L = 1000)",
+        "model": "hyenarec",
+        "users": 6040,
+        "items_in_histories": 1_000_000,
+        "file_seconds": 60.0,
+        "file_positions": 5_600_000,
+        "file_ndcg@10": 0.1234,
+        "sorted_seconds": 8.0,
+        "sorted_positions": 1_040_000,
+        "sorted_ndcg@10": 0.1234,
+        "speedup": 7.5,
+    }
+    result = {
+        "args": {"eval_batch_size": 128, "rounds": 2},
+        "machine": {"threads": 1, "cpu": "AMD EPYC"},
+        "command": "OMP_NUM_THREADS=1 python benchmarks/eval_order.py",
+        "results": [row, {**row, "model": "sasrec", "sorted_ndcg@10": 0.1300}],
+    }
+    lines = publish_results.eval_order_section(result)
+    assert lines[0].startswith("### Evaluation batches")
+    assert "batches of 128 users, 1 CPU thread(s) (AMD EPYC)" in lines[2] and "eval_order.py`." in lines[2]
+    expected = "| ML-1M, long histories (L = 1000) | HyenaRec | 6,040 | 60.0 | 8.0 | **7.50x** | 5.60 | 1.04 | "
+    assert expected + "0.1234 / 0.1234 (same) |" in lines
+    assert any("| SASRec |" in line and "(**differs**)" in line for line in lines)
+    assert publish_results.eval_order_section(None) == []
+    assert eval_order.report(result)[0].startswith("# Evaluation rows")
+
+
+def test_eval_order_counts_positions_of_batches_padded_to_their_longest_capped_history():
+    rows = {"input_ids": [[1] * n for n in (3, 1, 7, 2, 2)]}
+    # batches of 2, capped at 5: (3, 1) -> 2 * 3, (7 -> 5, 2) -> 2 * 5, (2) -> 1 * 2
+    assert eval_order.positions_run(rows, max_length=5, batch_size=2) == 6 + 10 + 2
 
 
 def test_arch_grid_is_parsed_per_model_and_refuses_bad_entries_and_unequal_budgets():

@@ -2,7 +2,7 @@ import datasets
 import pytest
 import torch
 
-from hyenarec_hf.collator import NextItemCollator, add_eval_index
+from hyenarec_hf.collator import NextItemCollator, add_eval_index, prepare_eval_dataset
 
 
 def test_train_batch_is_left_padded_with_labels_shifted_by_one():
@@ -39,6 +39,39 @@ def test_add_eval_index_numbers_rows_and_is_idempotent():
     assert add_eval_index(ds.select([2, 0]))["index"] == [2, 0]  # an existing index follows its row
     batch = NextItemCollator(max_length=2, mode="eval")(list(ds))
     assert batch["labels"][:, :2].tolist() == [[3, 0], [4, 1], [1, 2]]
+
+
+def test_prepare_eval_dataset_orders_longest_first_and_each_row_keeps_its_index():
+    ds = datasets.Dataset.from_dict(
+        {"input_ids": [[1, 2], [3, 4, 5, 6, 7], [8], [9, 1, 2, 3, 4], [5, 6, 7]], "target": [10, 11, 12, 13, 14]}
+    )
+    prepared = prepare_eval_dataset(ds)
+    # longest first; the two 5-item users keep the file's order (stable)
+    assert prepared["index"] == [1, 3, 4, 0, 2]
+    assert prepared["target"] == [11, 13, 14, 10, 12]  # every column follows its row
+    assert [len(ids) for ids in prepared["input_ids"]] == [5, 5, 3, 2, 1]
+    # the index names the row of the original set, whatever order the rows are scored in
+    assert all(ds[row["index"]]["input_ids"] == row["input_ids"] for row in prepared)
+    # an index that is already there is kept, not renumbered
+    assert prepare_eval_dataset(add_eval_index(ds).select([2, 1]))["index"] == [1, 2]
+    rows = [{"input_ids": [1], "target": 2, "index": 0}, {"input_ids": [1, 2, 3], "target": 4, "index": 1}]
+    assert [row["index"] for row in prepare_eval_dataset(rows)] == [1, 0]
+
+
+def test_sorted_eval_batches_pad_fewer_positions():
+    # histories of 1..40 items in a shuffled order, as users come in a file: batches of 8 pad to their longest
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0)).tolist()
+    ds = datasets.Dataset.from_dict({"input_ids": [list(range(1, n + 2)) for n in order], "target": [1] * 40})
+    collator = NextItemCollator(max_length=30, mode="eval")
+
+    def positions(dataset):
+        return sum(collator(list(dataset.select(range(s, s + 8))))["input_ids"].numel() for s in range(0, 40, 8))
+
+    real = sum(min(len(ids), 30) for ids in ds["input_ids"])
+    in_file_order, sorted_ = positions(add_eval_index(ds)), positions(prepare_eval_dataset(ds))
+    # sorted: batch k pads to its longest, min(40 - 8k, 30) items: 8 * (30 + 30 + 24 + 16 + 8)
+    assert sorted_ == 8 * (30 + 30 + 24 + 16 + 8) < in_file_order
+    assert real <= sorted_
 
 
 @pytest.mark.parametrize(

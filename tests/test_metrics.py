@@ -331,3 +331,30 @@ def test_trainer_preprocess_rejects_logits_with_more_than_one_position():
     preprocess, _ = trainer_metric_fns()
     with pytest.raises(ValueError, match="logits_to_keep=1"):
         preprocess(torch.randn(1, 2, 8), PACKED)
+
+
+@pytest.mark.parametrize("model_type", ["hyenarec", "sasrec"])
+def test_scoring_longest_history_first_changes_no_metric(model_type):
+    # evaluate_ranking scores rows longest first in padded batches; the reference scores each user alone in the
+    # file's order (batch 1: no padding at all). Same ranks, so the same metrics, sampled negatives included.
+    from tiny_data import tiny_model
+
+    g = torch.Generator().manual_seed(3)
+    lengths = [2, 9, 1, 14, 5, 9, 3, 12, 7, 1, 4]  # some beyond max_length
+    rows = {
+        "input_ids": [torch.randint(1, 31, (n,), generator=g).tolist() for n in lengths],
+        "target": torch.randint(1, 31, (len(lengths),), generator=g).tolist(),
+    }
+    eval_set = add_eval_index(datasets.Dataset.from_dict(rows))
+    model = tiny_model(model_type, num_items=30, length=10).eval()
+    collator = NextItemCollator(max_length=10, mode="eval")
+    reference = RankingMetrics((1, 5, 10), num_sampled=6)
+    with torch.no_grad():
+        for row in eval_set:
+            batch = collator([row])
+            logits = model(input_ids=batch["input_ids"], logits_to_keep=1).logits
+            reference.update(target_ranks(logits, batch["labels"], num_sampled=6, seed=2))
+    expected = reference.compute()
+    got = evaluate_ranking(model, eval_set, 10, batch_size=4, ks=(1, 5, 10), num_sampled=6, seed=2, show_progress=False)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got["num_users"] == len(lengths)
