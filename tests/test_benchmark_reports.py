@@ -17,6 +17,7 @@ import batching_table  # noqa: E402
 import eval_order  # noqa: E402
 import publish_results  # noqa: E402
 import publish_run  # noqa: E402
+import tie_order  # noqa: E402
 import window_labels  # noqa: E402
 
 
@@ -556,6 +557,63 @@ def test_eval_order_counts_positions_of_batches_padded_to_their_longest_capped_h
     rows = {"input_ids": [[1] * n for n in (3, 1, 7, 2, 2)]}
     # batches of 2, capped at 5: (3, 1) -> 2 * 3, (7 -> 5, 2) -> 2 * 5, (2) -> 1 * 2
     assert eval_order.positions_run(rows, max_length=5, batch_size=2) == 6 + 10 + 2
+
+
+def test_tie_order_breaks_same_second_ties_by_file_line_or_by_item_id_and_counts_them(tmp_path):
+    inter = tmp_path / "tiny.inter"
+    inter.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "1\t30\t4\t100\n1\t10\t3\t100\n1\t20\t5\t50\n1\t5\t1\t200\n1\t7\t2\t200\n"  # user 1: ties at 100, 200
+        "2\t9\t4\t10\n2\t8\t4\t20\n2\t1\t4\t30\n"  # user 2: no ties
+    )
+    events = tie_order.read_events(inter)
+    assert tie_order.ordered(events["1"], "file") == ["20", "30", "10", "5", "7"]  # ties keep their lines' order
+    assert tie_order.ordered(events["1"], "item_id") == ["20", "10", "30", "5", "7"]  # ties by id, as numbers
+    assert tie_order.ordered(events["2"], "item_id") == tie_order.ordered(events["2"], "file") == ["9", "8", "1"]
+    stats = tie_order.order_stats(events, "item_id")
+    # 6 consecutive pairs: 2 tied (user 1); rising ids 10->30, 5->7 only; user 1's target ties, user 2's does not
+    assert stats == {
+        "consecutive_pairs_tied": round(2 / 6, 4),
+        "consecutive_item_ids_rising": round(2 / 6, 4),
+        "test_target_tied_with_last_input": 0.5,
+    }
+    assert tie_order.order_stats(events, "file")["consecutive_item_ids_rising"] == round(2 / 6, 4)  # 20->30, 5->7
+    out = tmp_path / "data" / "pairs.txt"
+    tie_order.write_pairs(events, "item_id", out)
+    assert out.read_text().splitlines()[:5] == ["1 20", "1 10", "1 30", "1 5", "1 7"]
+
+
+def test_tie_order_report_pairs_seeds_and_gives_the_difference():
+    def run(order, model, seed, ndcg):
+        return {
+            "order": order,
+            "model": model,
+            "seed": seed,
+            "test": {"ndcg@10_full": ndcg, "hr@10_full": 2 * ndcg},
+            "device": "cpu (1 thread)",
+            "command": f"hyenarec train --model {model} --seed {seed}",
+        }
+
+    stats = {
+        "consecutive_pairs_tied": 0.51,
+        "consecutive_item_ids_rising": 0.5,
+        "test_target_tied_with_last_input": 0.44,
+    }
+    result = {
+        "command": "python benchmarks/tie_order.py",
+        "args": {"max_length": 200, "lr": 1e-3, "batch_size": 64, "epochs": 60, "bf16": True, "models": ["hyenarec"]},
+        "stats": {"file": stats, "item_id": {**stats, "consecutive_item_ids_rising": 0.652}},
+        "runs": [
+            run("file", "hyenarec", 42, 0.10),
+            run("file", "hyenarec", 43, 0.12),
+            run("item_id", "hyenarec", 42, 0.15),
+        ]
+        + [run("item_id", "hyenarec", 43, 0.16)],
+    }
+    lines = tie_order.report(result)
+    assert any(line.startswith("| ties by item id") and "| 65.2% | 44.0% |" in line for line in lines)
+    row = next(line for line in lines if line.startswith("| HyenaRec"))
+    assert row.startswith("| HyenaRec | 2 | 0.1100 ± 0.0141 | 0.1550 ± 0.0071 | +0.0450 (+0.0500, +0.0400) |")
 
 
 def test_arch_grid_is_parsed_per_model_and_refuses_bad_entries_and_unequal_budgets():
