@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+import sys
 import tempfile
 import time
 
@@ -92,7 +94,7 @@ def main() -> None:
     out = {
         "args": vars(args),
         "machine": machine_info(torch.get_num_threads()),
-        "command": "OMP_NUM_THREADS=1 python benchmarks/eval_order.py",
+        "command": shlex.join(["OMP_NUM_THREADS=1", "python", "benchmarks/eval_order.py", *sys.argv[1:]]),
         "results": results,
     }
     with open(f"{args.out}.json", "w") as f:
