@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
+
+
+def command_line(script: str) -> str:
+    """How this benchmark was started: `python benchmarks/<script>` with its arguments, led by `OMP_NUM_THREADS=N`
+    when that was set (the thread count is part of what the timings mean)."""
+    threads = os.environ.get("OMP_NUM_THREADS")
+    prefix = [f"OMP_NUM_THREADS={threads}"] if threads else []
+    return shlex.join([*prefix, "python", f"benchmarks/{script}", *sys.argv[1:]])
 
 
 def cpu_name() -> str:

@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
-import sys
 import tempfile
 import time
 
 import torch
 from accuracy import DATASETS, HERE, LABELS
-from bench_common import machine_info
+from bench_common import command_line, machine_info
 
 from hyenarec_hf.collator import add_eval_index, prepare_eval_dataset
 from hyenarec_hf.data import build_splits, load_interactions
@@ -94,7 +92,7 @@ def main() -> None:
     out = {
         "args": vars(args),
         "machine": machine_info(torch.get_num_threads()),
-        "command": shlex.join(["OMP_NUM_THREADS=1", "python", "benchmarks/eval_order.py", *sys.argv[1:]]),
+        "command": command_line("eval_order.py"),
         "results": results,
     }
     with open(f"{args.out}.json", "w") as f:

@@ -27,13 +27,12 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_common import cpu_name  # sibling module
+from bench_common import command_line, cpu_name  # sibling module
 from tqdm import tqdm
 
 import hyenarec_hf  # noqa: F401  (registers the Auto classes)
@@ -131,7 +130,7 @@ def main() -> None:
         )
     result = {
         "benchmark": "recommend_latency",
-        "command": " ".join(["python", "benchmarks/recommend_latency.py", *sys.argv[1:]]),
+        "command": command_line("recommend_latency.py"),
         "model": {
             "type": "hyenarec",
             "num_items": NUM_ITEMS,

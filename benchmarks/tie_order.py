@@ -29,6 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from accuracy import LABELS, device_label
+from bench_common import command_line
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -202,7 +203,7 @@ def main() -> None:
                 )
     shown_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result = {
-        "command": "python benchmarks/tie_order.py " + shlex.join(sys.argv[1:]),
+        "command": command_line("tie_order.py"),
         "args": shown_args,
         "stats": stats,
         "runs": runs,

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ablations  # noqa: E402
 import accuracy  # noqa: E402
 import batching_table  # noqa: E402
+import bench_common  # noqa: E402
 import eval_order  # noqa: E402
 import publish_results  # noqa: E402
 import publish_run  # noqa: E402
@@ -779,3 +780,13 @@ def test_by_history_length_buckets_real_runs_and_its_overall_row_matches_their_r
     by_history_length.write_markdown(result, tmp_path / "out.md", "cmd")
     text = (tmp_path / "out.md").read_text()
     assert "## test" in text and "| all | 60 |" in text and "A - B (NDCG@10)" in text
+
+
+def test_command_line_records_the_arguments_and_the_thread_setting_only_when_set(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["benchmarks/tie_order.py", "--seeds", "42", "43", "--out", "a b"])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert bench_common.command_line("tie_order.py") == (
+        "OMP_NUM_THREADS=1 python benchmarks/tie_order.py --seeds 42 43 --out 'a b'"
+    )
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert bench_common.command_line("eval_order.py") == "python benchmarks/eval_order.py --seeds 42 43 --out 'a b'"
