@@ -55,6 +55,10 @@ RECIPE_TABLES = (
         "on Amazon Video Games, seed 42, two alternatives each (HyenaRec: no long branch, mixer init std 0.04; "
         "SASRec: one layer, one head)",
     ),
+    (
+        "accuracy_beauty_bf16_baselines",
+        "on Amazon Beauty, GRU4Rec and BERT4Rec under bf16 autocast (seed 42), beside their float32 rows above",
+    ),
     ("accuracy_fp32_scores", "with float32 item scores and length-grouped batches"),
     ("accuracy_ml-1m_random", "on ML-1M with float32 item scores and random batches"),
     ("accuracy_gpu_ml-1m_100ep", "on a GPU, with 2.5 times the epochs"),
