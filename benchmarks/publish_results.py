@@ -78,7 +78,7 @@ RECIPE_TABLES = (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "
-        "seeds 43 and 44 at the picks on Beauty",
+        "seeds 43 and 44 at the picks",
     ),
 )
 
