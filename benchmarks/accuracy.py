@@ -158,6 +158,18 @@ RECIPE_OPTIONS = (
         unrecorded="length_grouped",
     ),
     RecipeOption(
+        "hidden_size",
+        64,
+        dict(
+            type=int,
+            help="model width for every model of the sweep (`hidden_size`, with `intermediate_size` 4 times it; "
+            "the HyenaRec, SASRec and BERT4Rec default is 64; GRU4Rec has no FFN and is refused)",
+        ),
+        text=lambda v: f"width {v} (FFN {4 * v})",
+        flags=lambda v: ["--set", f"hidden_size={v}", "--set", f"intermediate_size={4 * v}"],
+        tag=lambda v: f"-d{v}",
+    ),
+    RecipeOption(
         "weight_decay",
         0.0,
         dict(type=float, help="AdamW weight decay (the Trainer leaves biases and norm weights out)"),
@@ -803,6 +815,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.hidden_size != 64 and "gru4rec" in args.models and not args.report_only:
+        raise SystemExit(
+            f"--hidden-size {args.hidden_size} sets hidden_size and intermediate_size, and GRU4Rec has no "
+            "intermediate_size (its default hidden_size is 128): leave gru4rec out of --models"
+        )
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files

@@ -75,6 +75,10 @@ RECIPE_TABLES = (
         "on ML-1M with the current defaults, windows (`--train-stride 200`) and 80 epochs, seed 42",
     ),
     (
+        "accuracy_ml-1m_width",
+        "on ML-1M with the current defaults at width 128 (FFN 512) for both models, seed 42, two CPU threads",
+    ),
+    (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "

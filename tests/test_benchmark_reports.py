@@ -331,10 +331,15 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     tiny = tiny_dataset(tmp_path, monkeypatch, users=32, items=30, lengths=(20, 30), seed=1)
     options = {"plain": {}, "windowed": {"train_stride": 8}, "random": {"batching": "random"}}
     options["decayed"] = {"weight_decay": 0.1}
+    options["wide"] = {"hidden_size": 16}
     runs = {}
     for name, recipe in options.items():
         args = argparse.Namespace(epochs=1, minutes=None, bf16=False, batch_size=16, runs_dir=tmp_path / "runs")
-        runs[name] = accuracy.train_once("tiny", "hyenarec", 1e-3, 0, argparse.Namespace(**vars(args), **recipe), tiny)
+        # the width option sets hidden_size and intermediate_size itself: the tiny model's own two are left out
+        overrides = tiny[2:] if "hidden_size" in recipe else tiny
+        runs[name] = accuracy.train_once(
+            "tiny", "hyenarec", 1e-3, 0, argparse.Namespace(**vars(args), **recipe), overrides
+        )
     saved = {k: json.loads((Path(r["folder"]) / "results.json").read_text()) for k, r in runs.items()}
     assert runs["plain"]["folder"].endswith("lr0.001-seed0")
     assert runs["windowed"]["folder"].endswith("lr0.001-stride8-seed0")
@@ -343,6 +348,9 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     assert "--train-stride 8" in runs["windowed"]["command"] and "--train-stride" not in runs["plain"]["command"]
     assert "--random-batches" in runs["random"]["command"] and "--random-batches" not in runs["plain"]["command"]
     assert "--weight-decay 0.1" in runs["decayed"]["command"] and "--weight-decay" not in runs["plain"]["command"]
+    assert runs["wide"]["folder"].endswith("lr0.001-d16-seed0")
+    assert "--set hidden_size=16 --set intermediate_size=64" in runs["wide"]["command"]
+    assert "hidden_size=16" not in runs["plain"]["command"] and "hidden_size=8" not in runs["wide"]["command"]
     # the batch size (not the default 128) reaches every command, and has no folder tag
     assert all("--batch-size 16 --eval-batch-size 16" in r["command"] for r in runs.values())
     # 32 users of 18-28 training items: 2 steps of 16 without windows; with stride 8 every user gives 2-3 windows
@@ -351,10 +359,15 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     assert saved["plain"]["settings"]["batching"] == "balanced"
     assert saved["random"]["settings"]["batching"] == "random"
     assert (saved["plain"]["settings"]["weight_decay"], saved["decayed"]["settings"]["weight_decay"]) == (0.0, 0.1)
+    wide = json.loads((Path(runs["wide"]["folder"]) / "config.json").read_text())
+    assert (wide["hidden_size"], wide["intermediate_size"]) == (16, 64)
+    assert runs["wide"]["num_parameters"] > runs["plain"]["num_parameters"]  # width 16 against the plain run's 8
     text = accuracy.budget_text(
         {"lrs": [1e-3], "epochs": 1, "train_stride": 200, "batching": "random", "weight_decay": 0.01}
     )
     assert text == "lr 0.001, ≤ 1 epochs, windows (stride 200), random batches, weight decay 0.01, fp32"
+    wide_text = accuracy.budget_text({"lrs": [3e-3], "epochs": 40, "batching": "balanced", "hidden_size": 128})
+    assert wide_text == "lr 0.003, ≤ 40 epochs, width 128 (FFN 512), fp32"
     assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1, "batching": "balanced"}) == "lr 0.001, ≤ 1 epochs, fp32"
     # a budget recorded before `batching` existed trained on length-grouped batches, and says so
     assert accuracy.budget_text({"lrs": [1e-3], "epochs": 1}) == "lr 0.001, ≤ 1 epochs, length-grouped batches, fp32"
@@ -372,6 +385,12 @@ def test_recipe_options_are_parsed_from_the_command_line_with_their_defaults():
     ]
     # the batching is recorded in every budget, its default too: a budget without it predates the option
     assert accuracy.recorded_options(parser.parse_args([])) == {"batching": "balanced"}
+    assert [(o.name, v) for o, v in accuracy.recipe(parser.parse_args(["--hidden-size", "128"]))] == [
+        ("hidden_size", 128)
+    ]
+    # GRU4Rec has no intermediate_size for the width option to set: refused before anything trains
+    with pytest.raises(SystemExit, match="leave gru4rec out of --models"):
+        accuracy.main(["--datasets", "ml-1m", "--hidden-size", "128"])
 
 
 def test_each_batching_reaches_the_trainer_as_its_stock_sampler(tmp_path):
