@@ -75,8 +75,9 @@ RECIPE_TABLES = (
         "on ML-1M with the current defaults, windows (`--train-stride 200`) and 80 epochs, seed 42",
     ),
     (
-        "accuracy_ml-1m_width",
-        "on ML-1M with the current defaults at width 128 (FFN 512) for both models, seed 42, two CPU threads",
+        "accuracy_width",
+        "on ML-1M and Amazon Beauty with the current defaults at width 128 (FFN 512) for both models, seed 42, "
+        "two CPU threads",
     ),
     (
         "accuracy_mixer_dropout",
