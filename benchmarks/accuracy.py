@@ -815,7 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.hidden_size != 64 and "gru4rec" in args.models and not args.report_only:
+    widened = any(option.name == "hidden_size" for option, _ in recipe(args))
+    if widened and "gru4rec" in args.models and not args.report_only:
         raise SystemExit(
             f"--hidden-size {args.hidden_size} sets hidden_size and intermediate_size, and GRU4Rec has no "
             "intermediate_size (its default hidden_size is 128): leave gru4rec out of --models"
