@@ -815,12 +815,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    widened = any(option.name == "hidden_size" for option, _ in recipe(args))
-    if widened and "gru4rec" in args.models and not args.report_only:
-        raise SystemExit(
-            f"--hidden-size {args.hidden_size} sets hidden_size and intermediate_size, and GRU4Rec has no "
-            "intermediate_size (its default hidden_size is 128): leave gru4rec out of --models"
-        )
+    if any(option.name == "hidden_size" for option, _ in recipe(args)) and not args.report_only:
+        from hyenarec_hf.training import MODEL_REGISTRY
+
+        # the width option sets intermediate_size too: a model whose config has none (GRU4Rec) cannot take it
+        lacking = [m for m in args.models if not hasattr(MODEL_REGISTRY[m][0](), "intermediate_size")]
+        if lacking:
+            raise SystemExit(
+                f"--hidden-size {args.hidden_size} sets hidden_size and intermediate_size, and "
+                f"{', '.join(LABELS[m] for m in lacking)} has no intermediate_size: leave "
+                f"{' '.join(lacking)} out of --models"
+            )
 
     json_path = args.out.with_suffix(".json")
     if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files
