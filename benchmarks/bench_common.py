@@ -26,6 +26,16 @@ def command_line(script: str) -> str:
     return shlex.join([*prefix, "python", f"benchmarks/{script}", *sys.argv[1:]])
 
 
+def warn_if_bf16_is_emulated(bf16: bool) -> None:
+    """Say once, before the first run, that `--bf16` is emulated on this CPU (several times slower than float32).
+    The sweeps capture each `hyenarec train`'s output, so the warning it logs itself would not be seen."""
+    from hyenarec_hf.training import bf16_emulation_warning
+
+    message = bf16_emulation_warning(bf16)
+    if message:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

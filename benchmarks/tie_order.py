@@ -29,7 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from accuracy import LABELS, device_label
-from bench_common import command_line
+from bench_common import command_line, warn_if_bf16_is_emulated
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -172,6 +172,7 @@ def main() -> None:
 
     if not SOURCE.exists():
         sys.exit(f"{SOURCE} is missing: this benchmark needs ML-100k with timestamps from ../shared/data.")
+    warn_if_bf16_is_emulated(args.bf16)
     events = read_events(SOURCE)
     stats = {order: order_stats(events, order) for order in ORDERS}
     runs = []

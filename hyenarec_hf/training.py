@@ -392,12 +392,22 @@ def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     return None
 
 
-def _warn_if_bf16_is_emulated(settings: TrainSettings) -> None:
-    if settings.bf16 and not torch.cuda.is_available() and cpu_has_native_bf16() is False:
-        logger.warning(
+def bf16_emulation_warning(bf16: bool) -> str | None:
+    """What to tell someone who asks for bf16 on a machine with neither a GPU nor bf16 arithmetic in its CPU, where
+    autocast runs bf16 emulated, slower than float32; None where bf16 is off, a GPU is there, or the CPU has it (or
+    cannot be read)."""
+    if bf16 and not torch.cuda.is_available() and cpu_has_native_bf16() is False:
+        return (
             "bf16=True on a CPU without AVX512-BF16 or AMX: bf16 autocast is emulated there and trains slower than "
             "float32 (and gives slightly different numbers). Drop --bf16 (bf16=False) on this machine."
         )
+    return None
+
+
+def _warn_if_bf16_is_emulated(settings: TrainSettings) -> None:
+    message = bf16_emulation_warning(settings.bf16)
+    if message:
+        logger.warning(message)
 
 
 def _training_arguments(output_dir: str | os.PathLike, settings: TrainSettings) -> TrainingArguments:

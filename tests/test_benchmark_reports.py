@@ -809,3 +809,30 @@ def test_command_line_records_the_arguments_and_the_thread_setting_only_when_set
     )
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert bench_common.command_line("eval_order.py") == "python benchmarks/eval_order.py --seeds 42 43 --out 'a b'"
+
+
+@pytest.mark.parametrize("native, warns", [(False, True), (True, False), (None, False)])
+def test_sweeps_say_before_the_first_run_that_bf16_is_emulated_on_this_cpu(
+    monkeypatch, capsys, tmp_path, native, warns
+):
+    # `hyenarec train` logs this warning itself, but the sweeps capture its output: the sweep must say it up front.
+    # The hardware is what it is here; the detector is replaced to cover both kinds of CPU.
+    import torch
+
+    from hyenarec_hf import training
+
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    bench_common.warn_if_bf16_is_emulated(False)
+    assert capsys.readouterr().err == ""
+    # accuracy.py warns before anything else: here before it refuses --add-seeds for a table that does not exist
+    with pytest.raises(SystemExit, match="--add-seeds adds seeds"):
+        accuracy.main(
+            ["--bf16", "--datasets", "beauty", "--models", "hyenarec", "--add-seeds", "--out", str(tmp_path / "x")]
+        )
+    err = capsys.readouterr().err
+    assert ("AVX512-BF16" in err and "Drop --bf16" in err) is warns
+    assert err.count("warning:") == (1 if warns else 0)
+    with pytest.raises(SystemExit, match="--add-seeds adds seeds"):
+        accuracy.main(["--datasets", "beauty", "--models", "hyenarec", "--add-seeds", "--out", str(tmp_path / "x")])
+    assert capsys.readouterr().err == ""  # float32: nothing to say
