@@ -80,6 +80,11 @@ RECIPE_TABLES = (
         "two CPU threads",
     ),
     (
+        "accuracy_ml-1m_depth",
+        "on ML-1M in float32 (no bf16; `loss_type=chunked_ce`), seed 42, two CPU threads: HyenaRec with 2 (default) "
+        "or 3 layers, picked on validation; SASRec at its default",
+    ),
+    (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "
