@@ -33,7 +33,6 @@ from accuracy import (  # sibling script: the same runner, cache, cells and reci
     recorded_options,
     train_once,
 )
-from bench_common import warn_if_bf16_is_emulated
 
 HERE = Path(__file__).resolve().parent
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -69,6 +68,8 @@ def main() -> None:
     if args.report_only:
         write_markdown(json.loads(json_path.read_text()), args.out.with_suffix(".md"))
         return
+    from bench_common import warn_if_bf16_is_emulated  # here, not at the top: a report alone does not load torch
+
     warn_if_bf16_is_emulated(args.bf16)
     runs = []
     for name in args.variants:

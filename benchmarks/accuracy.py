@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_common import warn_if_bf16_is_emulated
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -817,7 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if not args.report_only:
+    if not args.report_only:  # imported here, not at the top: a report alone does not load torch
+        from bench_common import warn_if_bf16_is_emulated
+
         warn_if_bf16_is_emulated(args.bf16)
     if any(option.name == "hidden_size" for option, _ in recipe(args)) and not args.report_only:
         from hyenarec_hf.training import MODEL_REGISTRY
