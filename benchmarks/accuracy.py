@@ -815,11 +815,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if not args.report_only:  # imported here, not at the top: a report alone does not load torch
-        from bench_common import warn_if_bf16_is_emulated
+    json_path = args.out.with_suffix(".json")
+    if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files
+        result = json.loads(json_path.read_text())
+        result["summary"] = summarise(result["runs"])
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        write_markdown(result, args.out.with_suffix(".md"))
+        return
+    from bench_common import warn_if_bf16_is_emulated  # here, not at the top: a report alone does not load torch
 
-        warn_if_bf16_is_emulated(args.bf16)
-    if any(option.name == "hidden_size" for option, _ in recipe(args)) and not args.report_only:
+    warn_if_bf16_is_emulated(args.bf16)
+    if any(option.name == "hidden_size" for option, _ in recipe(args)):
         from hyenarec_hf.training import MODEL_REGISTRY
 
         # the width option sets intermediate_size too: a model whose config has none (GRU4Rec) cannot take it
@@ -830,14 +836,6 @@ def main(argv: list[str] | None = None) -> None:
                 f"{', '.join(LABELS[m] for m in lacking)} has no intermediate_size: leave "
                 f"{' '.join(lacking)} out of --models"
             )
-
-    json_path = args.out.with_suffix(".json")
-    if args.report_only:  # the summary is derived from the runs again, so a change to the report reaches both files
-        result = json.loads(json_path.read_text())
-        result["summary"] = summarise(result["runs"])
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        write_markdown(result, args.out.with_suffix(".md"))
-        return
     if args.add_seeds:  # more seeds for a table already tuned: its runs stay, the new ones join their rows
         if args.import_run or not json_path.exists():
             raise SystemExit(

@@ -836,3 +836,101 @@ def test_sweeps_say_before_the_first_run_that_bf16_is_emulated_on_this_cpu(
     with pytest.raises(SystemExit, match="--add-seeds adds seeds"):
         accuracy.main(["--datasets", "beauty", "--models", "hyenarec", "--add-seeds", "--out", str(tmp_path / "x")])
     assert capsys.readouterr().err == ""  # float32: nothing to say
+
+
+def test_every_generated_block_matches_the_committed_json():
+    """The README's targets and benchmark blocks and the model card's baselines are what `publish_results.py` makes of
+    the committed JSON: a JSON changed without regenerating them (or a block edited by hand) fails here."""
+    for path, start, end, block in publish_results.render():
+        text = path.read_text()
+        assert text.count(start) == 1 and text.count(end) == 1, f"{path.name} must hold {start} ... {end} once"
+        assert block in text, f"{path.name}'s {start} block is stale: run `python benchmarks/publish_results.py`"
+    # The headline ML-1M cell is the mean of the selected runs' test NDCG@10, recomputed here from the runs.
+    runs = json.loads((publish_results.HERE / "accuracy_balanced.json").read_text())["runs"]
+
+    def mean(model):
+        return statistics.fmean(
+            r["test"]["ndcg@10_full"]
+            for r in runs
+            if r["dataset"] == "ml-1m" and r["model"] == model and r.get("selected", True) and "failed" not in r
+        )
+
+    targets = next(block for _, start, _, block in publish_results.render() if start == publish_results.TARGETS_START)
+    hyena, sasrec = mean("hyenarec"), mean("sasrec")
+    assert f"| ML-1M (L = 200): HyenaRec >= SASRec | {hyena - sasrec:+.4f}: {hyena:.4f} against {sasrec:.4f}" in targets
+
+
+def test_targets_are_judged_on_three_seed_tables_with_one_budget_for_both_models():
+    budget = {"lrs": [1e-3], "epochs": 20, "bf16": False, "batching": "balanced"}
+    wider = {**budget, "arch_grid": {"hyenarec": ["mixer_dropout_prob=0.2"]}}
+
+    def table(hyena, sasrec, seeds=3, hyena_budget=budget):
+        runs = [run("hyenarec", 1e-3, 42 + i, 0.07, hyena, budget=hyena_budget) for i in range(seeds)]
+        runs += [run("sasrec", 1e-3, 42 + i, 0.07, sasrec, budget=budget) for i in range(seeds)]
+        return {"runs": runs, "summary": accuracy.summarise(runs)}
+
+    results = {
+        "accuracy_balanced": table(0.0540, 0.0550),  # the current defaults: behind by 0.0010
+        "two_seeds": table(0.0700, 0.0400, seeds=2),  # far ahead, but too few seeds to count for anything
+        "other_budget": table(0.0580, 0.0500, hyena_budget=wider),  # counts for the level, not for parity
+        "level": table(0.0552, 0.0552),  # a tie is parity met
+    }
+    scaling = {
+        ("cpu", "ce"): {
+            "machine": {"cpu": "Test CPU", "threads": 2},
+            "targets": [
+                {"target": "throughput ratio >= 1 at L=200", "value": 1.2, "met": True},
+                {"target": "peak memory HyenaRec / SASRec <= 0.25 at L=4000", "value": None, "met": None},
+            ],
+        },
+        ("cuda", "ce"): None,  # not measured: no column
+    }
+    text = "\n".join(publish_results.targets_section(results, scaling))
+    beauty = "Amazon Beauty (L = 50)"
+    assert (
+        f"| {beauty}: HyenaRec >= SASRec | -0.0010: 0.0540 against 0.0550 (`accuracy_balanced`) | **missed** | "
+        "+0.0000: 0.0552 against 0.0552 (`level`) | met |" in text
+    )
+    assert (
+        f"| {beauty}: HyenaRec NDCG@10 >= 0.055 | 0.0540 (`accuracy_balanced`) | **missed** | "
+        "0.0580 (`other_budget`) | met |" in text
+    )
+    assert "two_seeds" not in text
+    assert "| ML-1M (L = 200): HyenaRec NDCG@10 >= 0.193 | not measured | not measured | not measured |" in text
+    assert "| CPU (Test CPU, 2 threads), `ce` (`scaling_cpu.json`) |" in text and "cuda" not in text
+    assert "| throughput ratio >= 1 at L=200 | 1.200, met |" in text
+    assert "| peak memory HyenaRec / SASRec <= 0.25 at L=4000 | not measured |" in text
+    no_scaling = "\n".join(publish_results.targets_section(results, {("cpu", "ce"): None}))
+    assert "Speed and memory: not measured yet" in no_scaling
+
+
+class _FirstRun(Exception):
+    """Raised where a sweep would start its first training run; carries what the sweep had printed to stderr."""
+
+
+@pytest.mark.parametrize("script", ["ablations", "tie_order"])
+def test_ablations_and_tie_order_warn_before_their_first_run_that_bf16_is_emulated(
+    monkeypatch, capsys, tmp_path, script
+):
+    # As accuracy.py (above): the run's own warning is captured by the sweep, so the sweep says it first. The first
+    # run is where the test stops the sweep: whatever the sweep printed by then is the evidence.
+    import torch
+
+    from hyenarec_hf import training
+
+    module = {"ablations": ablations, "tie_order": tie_order}[script]
+    if script == "tie_order" and not tie_order.SOURCE.exists():
+        pytest.skip(f"{tie_order.SOURCE} (ML-100k from ../shared/data) is missing")
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def first_run(*args, **kwargs):
+        raise _FirstRun(capsys.readouterr().err)
+
+    monkeypatch.setattr(module, "train_once" if script == "ablations" else "train", first_run)
+    for bf16 in (True, False):
+        argv = [f"benchmarks/{script}.py", "--runs-dir", str(tmp_path), "--out", str(tmp_path / "out")]
+        monkeypatch.setattr(sys, "argv", argv + ["--bf16"] * bf16)
+        with pytest.raises(_FirstRun) as stopped:
+            module.main()
+        assert ("AVX512-BF16" in str(stopped.value) and "Drop --bf16" in str(stopped.value)) is bf16
