@@ -86,6 +86,11 @@ RECIPE_TABLES = (
         "or 3 layers, picked on validation; SASRec at its default",
     ),
     (
+        "accuracy_width_reg",
+        "on ML-1M, HyenaRec at width 128 (FFN 512) with dropout 0.4, in float32 (`loss_type=chunked_ce`), seed 42, "
+        "two CPU threads",
+    ),
+    (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "
