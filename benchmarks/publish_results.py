@@ -450,8 +450,9 @@ def targets_section(accuracy_results: dict[str, dict | None], scaling_results: d
         return hyena["ndcg@10_full"], f"{hyena['ndcg@10_full']:.4f} (`{stem}`{_scores_note(hyena)})"
 
     def row(target: str, measure, threshold: float) -> str:
-        headline = next((m for m in (measure(stem) for stem in headline_stems) if m), None)
-        best = max((m for m in (measure(stem) for stem in stems) if m), key=lambda m: m[0], default=None)
+        found_in = {stem: found for stem in stems if (found := measure(stem))}  # each table measured once
+        headline = next((found_in[stem] for stem in headline_stems if stem in found_in), None)
+        best = max(found_in.values(), key=lambda m: m[0], default=None)
         cells = []
         for found in (headline, best):
             cells += ["not measured", _verdict(None)] if found is None else [found[1], _verdict(found[0] >= threshold)]

@@ -841,7 +841,8 @@ def test_sweeps_say_before_the_first_run_that_bf16_is_emulated_on_this_cpu(
 def test_every_generated_block_matches_the_committed_json():
     """The README's targets and benchmark blocks and the model card's baselines are what `publish_results.py` makes of
     the committed JSON: a JSON changed without regenerating them (or a block edited by hand) fails here."""
-    for path, start, end, block in publish_results.render():
+    blocks = publish_results.render()
+    for path, start, end, block in blocks:
         text = path.read_text()
         assert text.count(start) == 1 and text.count(end) == 1, f"{path.name} must hold {start} ... {end} once"
         assert block in text, f"{path.name}'s {start} block is stale: run `python benchmarks/publish_results.py`"
@@ -855,7 +856,7 @@ def test_every_generated_block_matches_the_committed_json():
             if r["dataset"] == "ml-1m" and r["model"] == model and r.get("selected", True) and "failed" not in r
         )
 
-    targets = next(block for _, start, _, block in publish_results.render() if start == publish_results.TARGETS_START)
+    targets = next(block for _, start, _, block in blocks if start == publish_results.TARGETS_START)
     hyena, sasrec = mean("hyenarec"), mean("sasrec")
     assert f"| ML-1M (L = 200): HyenaRec >= SASRec | {hyena - sasrec:+.4f}: {hyena:.4f} against {sasrec:.4f}" in targets
 
