@@ -71,19 +71,52 @@ def item_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
         return scores if bias is None else scores + bias.to(dtype)
 
 
+class _FullSoftmaxCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of `logits` `(rows, items)` against `targets` `(rows,)`, -100 ignored, that keeps one
+    `(rows, items)` tensor for the backward and makes one there.
+
+    `F.cross_entropy` saves its log-softmax, and its backward holds that, the gradient of the picked log-probabilities
+    (dense, `(rows, items)`) and the gradient of the logits at once: three logits-sized tensors, which set the peak
+    memory of a training step when the catalogue is large (the rest of the model holds `(rows, hidden)`-sized ones).
+    Here the forward turns its log-softmax into the softmax in place and saves it; the backward writes
+    `(softmax - one_hot(target)) * grad` into one new tensor. Same value and gradients up to float rounding.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        keep = targets != -100
+        log_probs = torch.log_softmax(logits, dim=-1)
+        picked = log_probs.gather(1, torch.where(keep, targets, 0)[:, None]).squeeze(1)
+        total = -torch.where(keep, picked, 0).sum()
+        ctx.save_for_backward(log_probs.exp_(), targets, keep)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        probs, targets, keep = ctx.saved_tensors
+        scale = torch.where(keep, grad_output, 0).to(probs.dtype)
+        grad_logits = probs * scale[:, None]
+        rows = keep.nonzero().squeeze(1)
+        grad_logits[rows, targets[rows]] -= scale[rows]
+        return grad_logits, None
+
+
 def next_item_cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
 ) -> torch.Tensor:
     """Full-softmax cross-entropy of `logits` `(..., num_items+1)` against `labels` `(...)`, -100 ignored.
 
-    Mean over counted positions, or their sum divided by `num_items_in_batch` (gradient accumulation)."""
+    Mean over counted positions, or their sum divided by `num_items_in_batch` (gradient accumulation). The value and
+    gradients of `F.cross_entropy(..., ignore_index=-100)`, with a third less memory in the backward (two
+    logits-sized tensors at once instead of three; `_FullSoftmaxCrossEntropy`)."""
     flat_logits = logits.reshape(-1, logits.shape[-1])
     flat_logits = flat_logits.to(torch.promote_types(flat_logits.dtype, torch.float32))
     flat_labels = labels.reshape(-1).to(flat_logits.device)
-    if num_items_in_batch is None:
-        return F.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
-    total = F.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="sum")
-    return total / torch.as_tensor(num_items_in_batch, device=total.device, dtype=total.dtype)
+    total = _FullSoftmaxCrossEntropy.apply(flat_logits, flat_labels)
+    # F.cross_entropy's mean over zero labelled positions is nan; so is this (0 / 0).
+    divisor = (flat_labels != -100).sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(divisor, device=total.device, dtype=total.dtype)
 
 
 def sampled_cross_entropy(
