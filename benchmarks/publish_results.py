@@ -173,8 +173,7 @@ def scaling_section(result: dict | None, device: str, loss_type: str = "ce") -> 
     ]
     for target in result.get("targets", []):
         value = "not measured" if target["value"] is None else f"{target['value']:.2f}"
-        verdict = {True: "met", False: "**not met**", None: "not measured"}[target["met"]]
-        lines.append(f"- {target['target']}: {value}, {verdict}")
+        lines.append(f"- {target['target']}: {value}, {_verdict(target['met'])}")
     for lat in result.get("latency", []):
         median = lat["median_ms"]
         lines.append(
@@ -475,12 +474,15 @@ def targets_section(accuracy_results: dict[str, dict | None], scaling_results: d
     for (device, loss_type), result in measured.items():
         machine = result.get("machine", {})
         where = machine.get("gpu") or f"CPU ({machine.get('cpu', 'unnamed')}, {machine.get('threads', '?')} threads)"
-        columns.append(f"{where}, `{loss_type}` (`{scaling_stem(device, loss_type)}.json`)")
+        commit = machine.get("git", {}).get("commit")
+        at = f", commit {commit}" if commit else ""
+        columns.append(f"{where}, `{loss_type}` (`{scaling_stem(device, loss_type)}.json`{at})")
     names = list(dict.fromkeys(t["target"] for result in measured.values() for t in result.get("targets", [])))
     lines += [
         "",
         "Speed and memory: HyenaRec / SASRec of the same width, depth and tokens per batch, one training step "
-        "(`benchmarks/scaling.py`); each column is one committed run, its full-softmax loss named.",
+        "(`benchmarks/scaling.py`); each column is one committed run, its full-softmax loss and the commit it measured "
+        "named (the code of the loss changed at db08dff: see *The default loss, lean*).",
         "",
         "| target | " + " | ".join(columns) + " |",
         "|---|" + "---|" * len(columns),

@@ -729,8 +729,9 @@ def analysis_markdown(result: dict) -> list[str]:
             row = memory[length]
             floor = (
                 f"One `(tokens, {NUM_ITEMS + 1:,})` float32 logits tensor is {logits_mb:,.0f} MB at {tokens:,} tokens per "
-                "batch, and the full-softmax loss holds several of them (logits, log-softmax output, their gradients) in "
-                "both models: a floor that does not depend on the token mixer (`--loss-type chunked_ce` removes it)."
+                "batch, and the full-softmax loss holds two of them at its peak (the softmax it saves for the backward "
+                "and the logits' gradient) in both models: a floor that does not depend on the token mixer "
+                "(`--loss-type chunked_ce` removes it)."
                 if result["settings"].get("loss_type", "ce") == "ce"
                 else "The loss scores one chunk of positions at a time in both models, so no logits floor is left."
             )
