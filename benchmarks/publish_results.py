@@ -91,6 +91,11 @@ RECIPE_TABLES = (
         "two CPU threads",
     ),
     (
+        "accuracy_width_lr",
+        "on ML-1M, HyenaRec at width 128 (FFN 512) with lr 1e-3, in float32 (`loss_type=chunked_ce`), seed 42, two CPU "
+        "threads",
+    ),
+    (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "
