@@ -58,11 +58,13 @@ def test_full_softmax_loss_over_no_labelled_position_is_nan_and_leaves_its_input
 # process, with the logits dropped before the backward as the Trainer's `compute_loss` does; printed in units of
 # the logits' size.
 PEAK_SCRIPT = """
-import ctypes, sys
-from pathlib import Path
+import sys
 import torch
 import torch.nn.functional as F
 from modeling.next_item import mask_padding_item, next_item_cross_entropy
+
+sys.path.insert(0, "benchmarks")
+from scaling import peak_rss_bytes, reset_peak_rss, rss_bytes, trim_heap  # the memory probe's own RSS readers
 
 torch.set_num_threads(1)
 rows, items = 8192, 4097
@@ -79,13 +81,11 @@ def step(n):
     loss_fn(mask_padding_item(hidden[:n] @ weight.t()), labels[:n]).backward()
 
 step(64)  # pages in every op's code and makes the gradient buffers
-ctypes.CDLL("libc.so.6").malloc_trim(0)
-baseline = int(Path("/proc/self/statm").read_text().split()[1]) * 4096
-Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+trim_heap()
+baseline = rss_bytes()
+assert reset_peak_rss(), "this kernel cannot reset VmHWM"
 step(rows)
-status = Path("/proc/self/status").read_text().splitlines()
-peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
-print((peak - baseline) / (rows * items * 4))
+print((peak_rss_bytes() - baseline) / (rows * items * 4))
 """
 
 
