@@ -767,7 +767,7 @@ def verdict(dataset: str, rows: list[dict]) -> str:
         )
     if dataset in TARGETS:
         met = hyena["ndcg@10_full"] >= TARGETS[dataset]
-        parts.append(f"Target NDCG@10 >= {TARGETS[dataset]}: **{'met' if met else 'not met'}**.")
+        parts.append(f"Target NDCG@10 >= {TARGETS[dataset]}: **{'met' if met else 'missed'}**.")
     return " ".join(parts)
 
 

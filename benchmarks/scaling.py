@@ -729,9 +729,10 @@ def analysis_markdown(result: dict) -> list[str]:
             row = memory[length]
             floor = (
                 f"One `(tokens, {NUM_ITEMS + 1:,})` float32 logits tensor is {logits_mb:,.0f} MB at {tokens:,} tokens per "
-                "batch, and the full-softmax loss holds two of them at its peak (the softmax it saves for the backward "
-                "and the logits' gradient) in both models: a floor that does not depend on the token mixer "
-                "(`--loss-type chunked_ce` removes it)."
+                "batch, and the full-softmax loss holds several of them at its peak in both models (two since commit "
+                "db08dff: the softmax it saves for the backward and the logits' gradient; three before it, with "
+                "`F.cross_entropy`; the commit measured is on the Machine line): a floor that does not depend on "
+                "the token mixer (`--loss-type chunked_ce` removes it)."
                 if result["settings"].get("loss_type", "ce") == "ce"
                 else "The loss scores one chunk of positions at a time in both models, so no logits floor is left."
             )
@@ -796,7 +797,9 @@ def write_markdown(result: dict, path: Path) -> None:
         "(lr 1e-3), zero grads: what `transformers.Trainer` runs per batch. HyenaRec and SASRec (and the shared "
         "head alone) alternate every round in one process, after "
         f"{s['warmup']} warm-up step(s) each; min and median over the rounds.",
-        f"- Machine: {hardware}, torch {m['torch']} ({m['cpu_capability']}), {m['threads']} threads, float32. Load "
+        f"- Machine: {hardware}, torch {m['torch']} ({m['cpu_capability']}), {m['threads']} threads, float32"
+        + (f", commit {m['git']['commit']}" if m.get("git", {}).get("commit") else "")
+        + ". Load "
         f"average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end: the cores "
         "may be shared with other jobs, so read the ratios (both models see the same conditions), not the absolute "
         f"numbers. {IdleGate.sentence(m.get('idle_gate'))}",

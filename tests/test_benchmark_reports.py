@@ -935,3 +935,21 @@ def test_ablations_and_tie_order_warn_before_their_first_run_that_bf16_is_emulat
         with pytest.raises(_FirstRun) as stopped:
             module.main()
         assert ("AVX512-BF16" in str(stopped.value) and "Drop --bf16" in str(stopped.value)) is bf16
+
+
+@pytest.mark.parametrize("name", ["scaling_cpu", "scaling_cpu_chunked_ce", "scaling_cuda", "scaling_cuda_chunked_ce"])
+def test_committed_scaling_reports_are_what_their_json_generates(tmp_path, name):
+    """Each committed scaling `.md` is `scaling.py --report-only` of its `.json` (its hand-written notes kept), and its
+    Machine line names the commit the run measured: the loss's memory floor differs across commits."""
+    import scaling  # benchmarks/scaling.py
+
+    committed = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.md"
+    result = json.loads(committed.with_suffix(".json").read_text())
+    copy = tmp_path / f"{name}.md"
+    copy.write_text(committed.read_text())  # the hand-written notes are read back from the file being rewritten
+    scaling.write_markdown(result, copy)
+    assert copy.read_text() == committed.read_text(), (
+        f"run `python benchmarks/scaling.py --report-only --out benchmarks/{name}`"
+    )
+    machine = next(line for line in committed.read_text().splitlines() if line.startswith("- Machine:"))
+    assert f"commit {result['machine']['git']['commit']}." in machine
