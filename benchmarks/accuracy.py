@@ -177,7 +177,25 @@ RECIPE_OPTIONS = (
         flags=lambda v: ["--weight-decay", f"{v:g}"],
         tag=lambda v: f"-wd{v:g}",
     ),
+    RecipeOption(
+        "mixer_dropout_prob",
+        0.0,
+        dict(
+            type=float,
+            help="HyenaRec's dropout inside its mixer (`mixer_dropout_prob`) for every run of the sweep, where "
+            "`--arch-grid hyenarec:mixer_dropout_prob=P` tunes it; the other models have no such field and are refused",
+        ),
+        text=lambda v: f"mixer dropout {v:g}",
+        override=lambda v: f"mixer_dropout_prob={v:g}",
+        tag=lambda v: f"-mixdo{v:g}",
+    ),
 )
+
+# The recipe options that set a model config field some models lack: (field the models must have, how to say why).
+FIELD_OPTIONS = {
+    "hidden_size": ("intermediate_size", "sets hidden_size and intermediate_size"),
+    "mixer_dropout_prob": ("mixer_dropout_prob", "sets mixer_dropout_prob"),
+}
 
 
 def recipe(settings: argparse.Namespace | dict) -> list[tuple[RecipeOption, Any]]:
@@ -825,16 +843,18 @@ def main(argv: list[str] | None = None) -> None:
     from bench_common import warn_if_bf16_is_emulated  # here, not at the top: a report alone does not load torch
 
     warn_if_bf16_is_emulated(args.bf16)
-    if any(option.name == "hidden_size" for option, _ in recipe(args)):
+    for option, value in recipe(args):
+        if option.name not in FIELD_OPTIONS:
+            continue
         from hyenarec_hf.training import MODEL_REGISTRY
 
-        # the width option sets intermediate_size too: a model whose config has none (GRU4Rec) cannot take it
-        lacking = [m for m in args.models if not hasattr(MODEL_REGISTRY[m][0](), "intermediate_size")]
+        # e.g. the width option sets intermediate_size too: a model whose config has none (GRU4Rec) cannot take it
+        field, does = FIELD_OPTIONS[option.name]
+        lacking = [m for m in args.models if not hasattr(MODEL_REGISTRY[m][0](), field)]
         if lacking:
             raise SystemExit(
-                f"--hidden-size {args.hidden_size} sets hidden_size and intermediate_size, and "
-                f"{', '.join(LABELS[m] for m in lacking)} has no intermediate_size: leave "
-                f"{' '.join(lacking)} out of --models"
+                f"--{option.name.replace('_', '-')} {value:g} {does}, and "
+                f"{', '.join(LABELS[m] for m in lacking)} has no {field}: leave {' '.join(lacking)} out of --models"
             )
     if args.add_seeds:  # more seeds for a table already tuned: its runs stay, the new ones join their rows
         if args.import_run or not json_path.exists():

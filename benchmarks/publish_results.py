@@ -96,6 +96,16 @@ RECIPE_TABLES = (
         "threads",
     ),
     (
+        "accuracy_ml-1m_mixer_dropout",
+        "on ML-1M in float32 (`loss_type=chunked_ce`), seed 42, two CPU threads: HyenaRec at its default or with "
+        "`mixer_dropout_prob=0.2`, picked on validation",
+    ),
+    (
+        "accuracy_ml-1m_windows_mixer_dropout",
+        "on ML-1M, HyenaRec with windows (`--train-stride 200`) and `mixer_dropout_prob=0.2`, in float32 "
+        "(`loss_type=chunked_ce`), seed 42, two CPU threads",
+    ),
+    (
         "accuracy_mixer_dropout",
         "on Amazon Beauty and Video Games, with more dropout inside each model's mixer as the alternative "
         "(HyenaRec: `mixer_dropout_prob=0.2`; SASRec: `attention_probs_dropout_prob=0.4`), picked on seed 42; "

@@ -332,6 +332,7 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     options = {"plain": {}, "windowed": {"train_stride": 8}, "random": {"batching": "random"}}
     options["decayed"] = {"weight_decay": 0.1}
     options["wide"] = {"hidden_size": 16}
+    options["mixed"] = {"mixer_dropout_prob": 0.3}
     runs = {}
     for name, recipe in options.items():
         args = argparse.Namespace(epochs=1, minutes=None, bf16=False, batch_size=16, runs_dir=tmp_path / "runs")
@@ -362,6 +363,15 @@ def test_recipe_options_reach_the_trainer_get_their_own_folders_and_say_so(tmp_p
     wide = json.loads((Path(runs["wide"]["folder"]) / "config.json").read_text())
     assert (wide["hidden_size"], wide["intermediate_size"]) == (16, 64)
     assert runs["wide"]["num_parameters"] > runs["plain"]["num_parameters"]  # width 16 against the plain run's 8
+    assert runs["mixed"]["folder"].endswith("lr0.001-mixdo0.3-seed0")
+    assert (
+        "--set mixer_dropout_prob=0.3" in runs["mixed"]["command"] and "mixer_dropout" not in runs["plain"]["command"]
+    )
+    mixed = json.loads((Path(runs["mixed"]["folder"]) / "config.json").read_text())
+    assert (mixed["mixer_dropout_prob"], wide["mixer_dropout_prob"]) == (0.3, 0.0)
+    assert accuracy.budget_text({"lrs": [3e-3], "epochs": 40, "batching": "balanced", "mixer_dropout_prob": 0.2}) == (
+        "lr 0.003, ≤ 40 epochs, mixer dropout 0.2, fp32"
+    )
     text = accuracy.budget_text(
         {"lrs": [1e-3], "epochs": 1, "train_stride": 200, "batching": "random", "weight_decay": 0.01}
     )
@@ -391,6 +401,11 @@ def test_recipe_options_are_parsed_from_the_command_line_with_their_defaults():
     # GRU4Rec has no intermediate_size for the width option to set: refused before anything trains
     with pytest.raises(SystemExit, match="leave gru4rec out of --models"):
         accuracy.main(["--datasets", "ml-1m", "--hidden-size", "128"])
+    # only HyenaRec has a mixer dropout: the others are refused, HyenaRec alone is not
+    mixed = parser.parse_args(["--mixer-dropout-prob", "0.2"])
+    assert [(o.name, v) for o, v in accuracy.recipe(mixed)] == [("mixer_dropout_prob", 0.2)]
+    with pytest.raises(SystemExit, match="has no mixer_dropout_prob: leave sasrec bert4rec gru4rec out of --models"):
+        accuracy.main(["--datasets", "ml-1m", "--mixer-dropout-prob", "0.2"])
 
 
 def test_each_batching_reaches_the_trainer_as_its_stock_sampler(tmp_path):
