@@ -111,6 +111,8 @@ class RecipeOption:
     override: Callable[[Any], str] | None = None  # or a model config field (`--set`)
     tag: Callable[[Any], str] | None = None  # run-folder tag; None: the option keeps the folder (pick --runs-dir)
     unrecorded: Any = None  # what a budget recorded before the option existed trained with (None: the default)
+    # a model config field every model of the sweep must have, and what the option does to say why (None: any model)
+    needs_field: tuple[str, str] | None = None
 
 
 RECIPE_OPTIONS = (
@@ -168,6 +170,7 @@ RECIPE_OPTIONS = (
         text=lambda v: f"width {v} (FFN {4 * v})",
         flags=lambda v: ["--set", f"hidden_size={v}", "--set", f"intermediate_size={4 * v}"],
         tag=lambda v: f"-d{v}",
+        needs_field=("intermediate_size", "sets hidden_size and intermediate_size"),
     ),
     RecipeOption(
         "weight_decay",
@@ -188,14 +191,9 @@ RECIPE_OPTIONS = (
         text=lambda v: f"mixer dropout {v:g}",
         override=lambda v: f"mixer_dropout_prob={v:g}",
         tag=lambda v: f"-mixdo{v:g}",
+        needs_field=("mixer_dropout_prob", "sets mixer_dropout_prob"),
     ),
 )
-
-# The recipe options that set a model config field some models lack: (field the models must have, how to say why).
-FIELD_OPTIONS = {
-    "hidden_size": ("intermediate_size", "sets hidden_size and intermediate_size"),
-    "mixer_dropout_prob": ("mixer_dropout_prob", "sets mixer_dropout_prob"),
-}
 
 
 def recipe(settings: argparse.Namespace | dict) -> list[tuple[RecipeOption, Any]]:
@@ -844,12 +842,12 @@ def main(argv: list[str] | None = None) -> None:
 
     warn_if_bf16_is_emulated(args.bf16)
     for option, value in recipe(args):
-        if option.name not in FIELD_OPTIONS:
+        if option.needs_field is None:
             continue
         from hyenarec_hf.training import MODEL_REGISTRY
 
         # e.g. the width option sets intermediate_size too: a model whose config has none (GRU4Rec) cannot take it
-        field, does = FIELD_OPTIONS[option.name]
+        field, does = option.needs_field
         lacking = [m for m in args.models if not hasattr(MODEL_REGISTRY[m][0](), field)]
         if lacking:
             raise SystemExit(
